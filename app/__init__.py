@@ -1,0 +1,1 @@
+"""The node: HTTP API, storage, registry services, CLI."""

@@ -1,0 +1,1 @@
+"""HTTP: the Handle REST API, the node's own v1 API, and the proxy pages."""

@@ -1,0 +1,70 @@
+"""Request dependencies: the node, the caller, the write transaction, the JSON body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import ANONYMOUS, Principal, authenticate
+from app.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from app.node import Node
+
+
+def current_node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(current_node)]
+
+
+async def caller(request: Request, node: NodeDep) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        return ANONYMOUS
+    async with node.database.read_session() as session:
+        return await authenticate(session, header, operator_token=node.operator_token)
+
+
+CallerDep = Annotated[Principal, Depends(caller)]
+
+
+async def operator(principal: CallerDep) -> Principal:
+    if not principal.is_operator:
+        raise PermissionDenied("only the node operator may do this (Bearer <operator token>)")
+    return principal
+
+
+async def write_session(node: NodeDep) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed when the endpoint returns, else rolled back."""
+    async with node.database.write_session() as session:
+        yield session
+        await session.commit()
+
+
+# scope="function": commit before the response is sent, so a client that reads right after
+# a successful write sees it.
+WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
+
+
+async def json_body(request: Request, node: NodeDep) -> Any:
+    """The parsed JSON body, refusing oversized and malformed ones with clear errors."""
+    limit = node.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+    if not body:
+        raise InvalidRequest("the request body is empty; a JSON document was expected")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc

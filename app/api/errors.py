@@ -1,0 +1,99 @@
+"""The one map from domain errors to HTTP answers.
+
+Under ``/api/handles`` an error is a Handle body ``{"responseCode", "handle", "message"}``;
+elsewhere ``{"error": ClassName, "detail": ...}``. Expected outcomes are never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app import errors as node
+from resolver import errors as handle
+
+log = logging.getLogger("app.api.errors")
+
+# error class -> (HTTP status, Handle responseCode)
+STATUS: dict[type[Exception], tuple[int, int]] = {
+    handle.InvalidHandle: (400, 102),
+    handle.InvalidValue: (400, 202),
+    handle.HandleNotFound: (404, 100),
+    handle.HandleAlreadyExists: (409, 101),
+    handle.ValuesNotFound: (400, 200),
+    handle.ValueAlreadyExists: (409, 201),
+    handle.NotResponsible: (400, 301),
+    node.InvalidRequest: (400, 4),
+    node.RequestTooLarge: (413, 4),
+    node.AuthenticationRequired: (401, 402),
+    node.AuthenticationFailed: (401, 402),
+    node.PermissionDenied: (403, 401),
+    node.EnterpriseNotFound: (404, 100),
+    node.PrefixTaken: (409, 101),
+}
+HANDLE_API = "/api/handles/"
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="idnode", Bearer'}
+
+
+def error_response(
+    request: Request, exc: Exception, status: int, code: int, message: str
+) -> Response:
+    if request.url.path.startswith(HANDLE_API):
+        body: dict[str, object] = {"responseCode": code, "message": message}
+        if "handle" in request.path_params:
+            body = {
+                "responseCode": code,
+                "handle": request.path_params["handle"],
+                "message": message,
+            }
+    else:
+        body = {"error": type(exc).__name__, "detail": message}
+    headers = CHALLENGE if status == 401 else None
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    status, code = STATUS.get(type(exc), (500, 2))
+    message = getattr(exc, "message", str(exc))
+    return error_response(request, exc, status, code, message)
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            invalid = node.InvalidRequest("the request body is not valid JSON")
+            return error_response(request, invalid, 400, 4, invalid.message)
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    invalid = node.InvalidRequest("; ".join(problems))
+    status = 400 if request.url.path.startswith(HANDLE_API) else 422
+    return error_response(request, invalid, status, 4, invalid.message)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return Response(
+        orjson.dumps({"error": "HTTPError", "detail": exc.detail}),
+        exc.status_code,
+        headers=exc.headers,
+        media_type="application/json",
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("api.unexpected_error", extra={"path": request.url.path})
+    return error_response(request, exc, 500, 2, "internal error; the operation was not completed")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(handle.ResolverError, _domain)
+    app.add_exception_handler(node.NodeError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,94 @@
+"""The proxy: what a scanned QR code hits. ``GET /{handle}`` redirects to the identifier's
+``URL`` value, or shows a page of its public values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from app.api.deps import NodeDep
+from app.node import Node
+from app.registry import clock
+from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
+from resolver.identifier import parse_handle
+from resolver.record import Record
+from resolver.values import HandleValue
+
+router = APIRouter(tags=["Proxy"])
+LINK_SCHEMES = frozenset({"http", "https"})
+
+
+def _page(node: Node, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = node.pages.get_template(template).render(
+        node_prefix=node.settings.node_prefix, **context
+    )
+    return HTMLResponse(html, status)
+
+
+@router.get("/", response_class=HTMLResponse, summary="Resolve form")
+async def index(node: NodeDep, hdl: str | None = None) -> Response:
+    """A form to resolve an identifier; ``?hdl=<identifier>`` goes straight to it."""
+    if hdl:
+        return RedirectResponse("/" + quote(hdl.strip(), safe="/:@"), 302)
+    return _page(node, "index.html")
+
+
+@router.get(
+    "/{handle:path}",
+    summary="Redirect to an identifier's URL, or show its public values",
+    responses={302: {"description": "Location: the first URL value"}},
+)
+async def proxy(handle: str, request: Request, node: NodeDep) -> Response:
+    """302 to the first ``URL`` value (``Expires`` from the smallest TTL); ``?noredirect``, or
+    no URL value, gives an HTML page of the public values."""
+    try:
+        parsed = parse_handle(handle)
+        record = (await node.resolver.resolve(parsed)).public()
+    except InvalidHandle as exc:
+        return _page(
+            node,
+            "message.html",
+            400,
+            title="Not a valid identifier",
+            message=exc.message,
+            handle=handle,
+        )
+    except (HandleNotFound, NotResponsible):
+        message = f"{handle} is not registered on this node."
+        return _page(
+            node, "message.html", 404, title="Identifier not found", message=message, handle=handle
+        )
+    target = record.first("URL")
+    if target is None or "noredirect" in request.query_params:
+        return _page(node, "record.html", handle=record.handle, values=_rows(record))
+    ttl = record.min_ttl() or 0
+    expires = format_datetime(clock.now() + timedelta(seconds=ttl), usegmt=True)
+    return RedirectResponse(str(target.value), 302, headers={"Expires": expires})
+
+
+def _rows(record: Record) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": v.index,
+            "type": v.type,
+            "text": _text(v),
+            "link": _text(v) if v.format == "string" and _linkable(str(v.value)) else None,
+            "timestamp": v.timestamp,
+        }
+        for v in record.values
+    ]
+
+
+def _text(v: HandleValue) -> str:
+    if v.format == "admin":
+        return f"{v.value['index']}:{v.value['handle']}"
+    return v.value if isinstance(v.value, str) else str(v.value)
+
+
+def _linkable(text: str) -> bool:
+    return urlsplit(text).scheme.lower() in LINK_SCHEMES

@@ -1,0 +1,122 @@
+"""Who is calling: the operator, an enterprise, or anyone.
+
+Handle clients authenticate with HTTP Basic ``300:<prefix>/ADMIN`` (user percent-encoded) and
+the enterprise secret; everything else may send ``Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import AuthenticationFailed
+from app.security import digest
+from app.storage import enterprises as repo
+from resolver.errors import InvalidHandle
+from resolver.identifier import parse_handle
+
+ADMIN_SUFFIX = "ADMIN"
+# Handle clients percent-encode the user (300%3A88.999.1/ADMIN); people typing it may not.
+_UNENCODED_USER = re.compile(r"(\d+:[^:]+/ADMIN):(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller (or the anonymous one)."""
+
+    kind: str  # anonymous | operator | enterprise
+    enterprise_id: int | None = None
+    prefixes: frozenset[str] = field(default_factory=frozenset)
+    active: bool = True
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == "operator"
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind == "anonymous"
+
+    def owns(self, prefix: str) -> bool:
+        return prefix in self.prefixes
+
+
+ANONYMOUS = Principal("anonymous")
+OPERATOR = Principal("operator")
+
+
+async def authenticate(
+    session: AsyncSession, authorization: str | None, *, operator_token: str | None
+) -> Principal:
+    """The caller named by an ``Authorization`` header; anonymous when there is none."""
+    if not authorization:
+        return ANONYMOUS
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer" and credentials:
+        return await _bearer(session, credentials, operator_token)
+    if scheme.lower() == "basic" and credentials:
+        return await _basic(session, credentials)
+    raise AuthenticationFailed(
+        "unsupported Authorization header; send Basic 300:<prefix>/ADMIN with the enterprise "
+        "secret, or Bearer <token>"
+    )
+
+
+async def _bearer(session: AsyncSession, token: str, operator_token: str | None) -> Principal:
+    if operator_token is not None and hmac.compare_digest(token.encode(), operator_token.encode()):
+        return OPERATOR
+    credential = await repo.active_credential(session, digest(token))
+    if credential is None or credential.kind not in {"operator", "token"}:
+        raise AuthenticationFailed("the bearer token is not valid (unknown or revoked)")
+    if credential.kind == "operator":
+        return OPERATOR
+    assert credential.enterprise_id is not None
+    return await _enterprise(session, credential.enterprise_id)
+
+
+async def _basic(session: AsyncSession, encoded: str) -> Principal:
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthenticationFailed("Basic credentials are not valid base64 of user:secret") from exc
+    plain = _UNENCODED_USER.fullmatch(decoded)  # curl -u '300:88.999.1/ADMIN:secret'
+    if plain:
+        user, secret = plain.group(1), plain.group(2)
+    else:
+        user, sep, secret = decoded.partition(":")
+        if not sep:
+            raise AuthenticationFailed("Basic credentials must be user:secret")
+        user = unquote(user)
+    _, _, admin = user.rpartition(":")  # drop the index: 300:88.999.1/ADMIN -> 88.999.1/ADMIN
+    try:
+        handle = parse_handle(admin)
+    except InvalidHandle as exc:
+        raise AuthenticationFailed(f"user {user!r} is not <index>:<prefix>/ADMIN") from exc
+    if handle.suffix != ADMIN_SUFFIX:
+        raise AuthenticationFailed(f"user {user!r} is not <index>:<prefix>/ADMIN")
+    credential = await repo.active_credential(session, digest(secret))
+    if credential is None or credential.kind != "secret" or credential.enterprise_id is None:
+        raise AuthenticationFailed(f"wrong secret for {user}")
+    principal = await _enterprise(session, credential.enterprise_id)
+    if not principal.owns(handle.prefix):
+        raise AuthenticationFailed(f"wrong secret for {user}")
+    return principal
+
+
+async def _enterprise(session: AsyncSession, enterprise_id: int) -> Principal:
+    enterprise = await repo.enterprise(session, enterprise_id)
+    assert enterprise is not None
+    prefixes = await repo.prefixes_of(session, enterprise_id)
+    return Principal(
+        "enterprise",
+        enterprise_id=enterprise_id,
+        prefixes=frozenset(prefixes),
+        active=enterprise.status == "active",
+    )

@@ -1,0 +1,187 @@
+"""``idnode``: run the node and administer it from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import migrations
+from app.errors import NodeError
+from app.registry import enterprises
+from app.settings import Settings
+from app.storage.database import Database
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise click.ClickException(f"invalid IDNODE_* setting: {exc}") from exc
+
+
+def migrate_database(settings: Settings) -> None:
+    """Bring the schema to the newest migration."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    migrate_database(settings)
+
+    async def run() -> T:
+        database = Database(settings)
+        try:
+            async with database.write_session() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except NodeError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+@click.version_option(package_name="idnode")
+def main() -> None:
+    """idnode: an industrial-internet identifier-resolution secondary node.
+
+    Settings come from IDNODE_* environment variables (IDNODE_DATABASE_URL,
+    IDNODE_NODE_PREFIX, IDNODE_ADMIN_TOKEN, ...); see the README.
+    """
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest version."""
+    settings = _settings()
+    migrate_database(settings)
+    click.echo(f"database schema is up to date ({_where(settings)})")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply database migrations first.")
+def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
+    """Serve the node over HTTP (migrating the database first)."""
+    import uvicorn
+
+    settings = _settings()
+    if not no_migrate:
+        migrate_database(settings)
+    base = settings.public_url or f"http://{host}:{port}"
+    click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
+    click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
+    _announce_operator_token(settings)
+    os.environ.setdefault("IDNODE_PUBLIC_URL", base)
+    sys.stdout.flush()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def _announce_operator_token(settings: Settings) -> None:
+    if settings.admin_token is not None:
+        click.echo("idnode: operator token is the value of IDNODE_ADMIN_TOKEN")
+        return
+    token = _in_transaction(settings, enterprises.ensure_operator_token)
+    if token is not None:
+        click.echo(f"idnode: operator token (shown once, only its hash is stored): {token}")
+    else:
+        click.echo(
+            "idnode: operator token was printed at first start; "
+            "`idnode operator-token --rotate` issues a new one"
+        )
+
+
+@main.command("operator-token")
+@click.option("--rotate", is_flag=True, help="Revoke the stored operator token, print a new one.")
+def operator_token(rotate: bool) -> None:
+    """Issue the operator's bearer token (needed for /api/v1/enterprises)."""
+    settings = _settings()
+    if not rotate:
+        raise click.UsageError(
+            "pass --rotate to revoke the current operator token and get a new one"
+        )
+    click.echo(_in_transaction(settings, enterprises.rotate_operator_token))
+
+
+@main.group()
+def enterprise() -> None:
+    """Allocate enterprise prefixes and manage enterprises."""
+
+
+@enterprise.command("create")
+@click.argument("name")
+@click.option("--prefix", "segment", help="Explicit segment (e.g. 0042); default: next free.")
+def enterprise_create(name: str, segment: str | None) -> None:
+    """Register enterprise NAME; prints its prefix, secret and token (shown once)."""
+    settings = _settings()
+    issued = _in_transaction(
+        settings,
+        lambda s: enterprises.create_enterprise(
+            s, name=name, segment=segment, node_prefix=settings.node_prefix
+        ),
+    )
+    _echo_json(issued.as_json())
+
+
+@enterprise.command("list")
+def enterprise_list() -> None:
+    """Every enterprise with its prefixes and status, as JSON."""
+    views = _in_transaction(_settings(), enterprises.list_enterprises)
+    _echo_json([v.as_json() for v in views])
+
+
+@enterprise.command("disable")
+@click.argument("prefix")
+def enterprise_disable(prefix: str) -> None:
+    """Refuse PREFIX's writes; its identifiers keep resolving."""
+    view = _in_transaction(
+        _settings(), lambda s: enterprises.change_status(s, prefix, status="disabled")
+    )
+    _echo_json(view.as_json())
+
+
+@enterprise.command("enable")
+@click.argument("prefix")
+def enterprise_enable(prefix: str) -> None:
+    """Accept PREFIX's writes again."""
+    view = _in_transaction(
+        _settings(), lambda s: enterprises.change_status(s, prefix, status="active")
+    )
+    _echo_json(view.as_json())
+
+
+def _where(settings: Settings) -> str:
+    url = settings.database_url
+    return url.split("@")[-1] if "@" in url else url

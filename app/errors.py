@@ -1,0 +1,43 @@
+"""Errors of the node's own domain (credentials, enterprises, requests).
+
+Like the Handle protocol errors in ``resolver.errors`` they know nothing of HTTP; the map in
+``app/api/errors.py`` decides status codes and bodies.
+"""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """Base of the node's own errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthenticationRequired(NodeError):
+    """The operation needs credentials and none were sent."""
+
+
+class AuthenticationFailed(NodeError):
+    """Credentials were sent but are wrong, revoked or malformed."""
+
+
+class PermissionDenied(NodeError):
+    """The caller is known but may not do this."""
+
+
+class EnterpriseNotFound(NodeError):
+    """No enterprise holds the named prefix."""
+
+
+class PrefixTaken(NodeError):
+    """The enterprise prefix asked for is already allocated."""
+
+
+class InvalidRequest(NodeError):
+    """The request is malformed (JSON syntax, query parameters, fields)."""
+
+
+class RequestTooLarge(NodeError):
+    """The request body exceeds the configured limit."""

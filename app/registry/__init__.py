@@ -1,0 +1,1 @@
+"""Registry services: enterprises, identifiers, operator credentials. They never commit."""

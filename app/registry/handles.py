@@ -1,0 +1,284 @@
+"""Identifiers: create, replace, change, mint and delete records under the rules of the node.
+
+Who may write where:
+- an enterprise under its own prefixes (not while disabled);
+- the operator under any allocated prefix, the node prefix itself, and ``0.NA/`` records;
+- ``<prefix>/ADMIN`` is the enterprise's login identity and only the node writes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import ADMIN_SUFFIX, Principal
+from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied
+from app.registry import clock
+from app.storage import enterprises as enterprise_repo
+from app.storage import handles as repo
+from resolver.engine import within
+from resolver.errors import (
+    HandleAlreadyExists,
+    HandleNotFound,
+    InvalidValue,
+    NotResponsible,
+    ValueAlreadyExists,
+    ValuesNotFound,
+)
+from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle, parse_prefix
+from resolver.record import Record
+from resolver.values import MAX_VALUES, HandleValue, value_json, values_from_stored
+
+DEFAULT_ADMIN_PERMISSIONS = "011111110011"
+ADMIN_INDEX = 300
+
+
+def node_admin_value(node_prefix: str, *, index: int) -> HandleValue:
+    return HandleValue(
+        index=index,
+        type="HS_ADMIN",
+        format="admin",
+        value={
+            "handle": f"{PREFIX_RECORD_PREFIX}/{node_prefix}",
+            "index": 200,
+            "permissions": "111111111111",
+        },
+    )
+
+
+async def authorize_write(
+    session: AsyncSession, principal: Principal, handle: Handle, *, node_prefix: str
+) -> None:
+    """Raise unless ``principal`` may write ``handle`` on this node."""
+    if principal.is_anonymous:
+        raise AuthenticationRequired(
+            "writing needs credentials: Basic 300:<prefix>/ADMIN with the enterprise secret, "
+            "or Bearer <token>"
+        )
+    if not principal.active:
+        raise PermissionDenied("this enterprise is disabled; its writes are refused")
+    target = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
+    if not within(target, node_prefix):
+        raise NotResponsible(f"this node holds prefix {node_prefix} only, not {target}")
+    if handle.suffix == ADMIN_SUFFIX and handle.prefix != PREFIX_RECORD_PREFIX:
+        raise PermissionDenied(
+            f"{handle} is the enterprise's admin identity; only the node writes it"
+        )
+    if principal.is_operator:
+        if handle.prefix in {PREFIX_RECORD_PREFIX, node_prefix}:
+            return
+        if await enterprise_repo.owner_of(session, handle.prefix) is None:
+            raise NotResponsible(
+                f"prefix {handle.prefix} is not allocated on this node; "
+                "allocate it with POST /api/v1/enterprises first"
+            )
+        return
+    if handle.prefix == PREFIX_RECORD_PREFIX or not principal.owns(handle.prefix):
+        raise PermissionDenied(f"this enterprise may write only under {_listing(principal)}")
+
+
+def _listing(principal: Principal) -> str:
+    return ", ".join(sorted(principal.prefixes)) or "no prefix"
+
+
+async def put_record(
+    session: AsyncSession,
+    handle: Handle,
+    values: Sequence[HandleValue],
+    *,
+    principal: Principal,
+    node_prefix: str,
+    indexes: Collection[int] | None = None,
+    overwrite: bool = True,
+) -> tuple[Record, bool]:
+    """Create or replace a record, or with ``indexes`` add/replace only those values.
+
+    Returns the stored record and whether it was created. Repeating the same request leaves
+    the same record: values whose content did not change keep their timestamps.
+    """
+    await authorize_write(session, principal, handle, node_prefix=node_prefix)
+    name = str(handle)
+    now = clock.now()
+    while True:
+        stored = await repo.lock(session, name)
+        existing = values_from_stored(stored) if stored is not None else None
+        if indexes is not None:
+            if existing is None:
+                raise HandleNotFound(f"handle {name} not found; PUT without index= to create it")
+            merged = _merge(existing, values, indexes, overwrite=overwrite)
+        elif existing is not None and not overwrite:
+            raise HandleAlreadyExists(f"handle {name} already exists (overwrite=false)")
+        else:
+            merged = _with_admin(list(values), handle)
+        final = _stamped(merged, existing or (), now)
+        if existing is not None:
+            await repo.replace(session, handle=name, values=final, now=now)
+            return Record(name, values_from_stored(final)), False
+        if await repo.insert(session, handle=name, prefix=handle.prefix, values=final, now=now):
+            return Record(name, values_from_stored(final)), True
+        # Another writer created it between our read and insert: go again as an update.
+
+
+async def write_system_record(
+    session: AsyncSession, *, handle: str, prefix: str, values: list[HandleValue], now: datetime
+) -> None:
+    """Records the node itself owns (admin identities, prefix records)."""
+    final = _stamped(values, (), now)
+    if not await repo.insert(session, handle=handle, prefix=prefix, values=final, now=now):
+        await repo.replace(session, handle=handle, values=final, now=now)
+
+
+def _merge(
+    existing: Sequence[HandleValue],
+    values: Sequence[HandleValue],
+    indexes: Collection[int],
+    *,
+    overwrite: bool,
+) -> list[HandleValue]:
+    sent = {v.index: v for v in values}
+    missing = [i for i in indexes if i not in sent]
+    if missing:
+        raise InvalidValue(
+            f"index={missing[0]} was given but the body has no value with that index"
+        )
+    current = {v.index: v for v in existing}
+    if not overwrite:
+        clash = sorted(i for i in indexes if i in current)
+        if clash:
+            raise ValueAlreadyExists(
+                f"a value with index {clash[0]} already exists (overwrite=false)"
+            )
+    for index in indexes:
+        current[index] = sent[index]
+    return list(current.values())
+
+
+def _with_admin(values: list[HandleValue], handle: Handle) -> list[HandleValue]:
+    """Handle records carry an HS_ADMIN value; add the owner's when the client sent none."""
+    if any(v.type == "HS_ADMIN" for v in values):
+        return values
+    used = {v.index for v in values}
+    index = next(i for i in range(100, 100 + MAX_VALUES + 2) if i not in used)
+    owner = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
+    admin = HandleValue(
+        index=index,
+        type="HS_ADMIN",
+        format="admin",
+        value={
+            "handle": f"{owner}/{ADMIN_SUFFIX}",
+            "index": ADMIN_INDEX,
+            "permissions": DEFAULT_ADMIN_PERMISSIONS,
+        },
+    )
+    return [*values, admin]
+
+
+def _stamped(
+    values: Sequence[HandleValue], existing: Sequence[HandleValue], now: datetime
+) -> list[dict[str, object]]:
+    if len(values) > MAX_VALUES:
+        raise InvalidValue(f"the record would hold {len(values)} values; at most {MAX_VALUES}")
+    before = {v.index: v for v in existing}
+    stamp = clock.handle_timestamp(now)
+    out = []
+    for v in sorted(values, key=lambda v: v.index):
+        old = before.get(v.index)
+        timestamp = old.timestamp if old is not None and old.same_content(v) else stamp
+        out.append(value_json(_replace_timestamp(v, timestamp)))
+    return out
+
+
+def _replace_timestamp(v: HandleValue, timestamp: str) -> HandleValue:
+    return HandleValue(
+        index=v.index,
+        type=v.type,
+        format=v.format,
+        value=v.value,
+        ttl=v.ttl,
+        timestamp=timestamp,
+        permissions=v.permissions,
+        references=v.references,
+    )
+
+
+async def mint_record(
+    session: AsyncSession,
+    base: str,
+    values: Sequence[HandleValue],
+    *,
+    principal: Principal,
+    node_prefix: str,
+    idempotency_key: str | None = None,
+) -> tuple[Record, bool]:
+    """Create a record under a server-chosen suffix: ``<base><uuid>`` or ``<prefix>/<uuid>``.
+
+    With an idempotency key, a retry returns the identifier the first call minted (and False).
+    """
+    prefix_text, _, stem = base.partition("/")
+    prefix = parse_prefix(prefix_text)
+    handle = parse_handle(f"{prefix}/{stem}{uuid.uuid4()}")
+    await authorize_write(session, principal, handle, node_prefix=node_prefix)
+    if idempotency_key is not None:
+        owner = _owner_key(principal)
+        if not 0 < len(idempotency_key) <= 200:
+            raise InvalidRequest("Idempotency-Key must be 1 to 200 characters")
+        earlier = await repo.minted_for(session, owner=owner, key=idempotency_key)
+        if earlier is None and not await repo.remember_mint(
+            session, owner=owner, key=idempotency_key, handle=str(handle), now=clock.now()
+        ):
+            earlier = await repo.minted_for(session, owner=owner, key=idempotency_key)
+        if earlier is not None:
+            stored = await repo.lock(session, earlier)
+            if stored is None:
+                raise HandleNotFound(
+                    f"Idempotency-Key {idempotency_key!r} minted {earlier}, since deleted"
+                )
+            return Record(earlier, values_from_stored(stored)), False
+    return await put_record(
+        session, handle, values, principal=principal, node_prefix=node_prefix, overwrite=False
+    )
+
+
+def _owner_key(principal: Principal) -> str:
+    return "operator" if principal.is_operator else f"enterprise:{principal.enterprise_id}"
+
+
+async def delete_record(
+    session: AsyncSession,
+    handle: Handle,
+    *,
+    principal: Principal,
+    node_prefix: str,
+    indexes: Collection[int] | None = None,
+) -> Record | None:
+    """Delete the record, or with ``indexes`` only those values (returning what is left)."""
+    await authorize_write(session, principal, handle, node_prefix=node_prefix)
+    name = str(handle)
+    stored = await repo.lock(session, name)
+    if stored is None:
+        raise HandleNotFound(f"handle {name} not found")
+    if not indexes:
+        await repo.remove(session, name)
+        return None
+    existing = values_from_stored(stored)
+    present = {v.index for v in existing}
+    missing = sorted(set(indexes) - present)
+    if missing:
+        raise ValuesNotFound(f"handle {name} has no value with index {missing[0]}")
+    kept = [v for v in existing if v.index not in indexes]
+    final = [value_json(v) for v in kept]
+    await repo.replace(session, handle=name, values=final, now=clock.now())
+    return Record(name, tuple(kept))
+
+
+def visible_to(
+    principal: Principal, handle: Handle, record: Record, *, public_only: bool
+) -> Record:
+    """The values this caller may read: the owner and the operator see restricted ones too."""
+    owner = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
+    if not public_only and (principal.is_operator or principal.owns(owner)):
+        return record.readable_by_admin()
+    return record.public()

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, engines and the repositories that hold every SQL statement."""

@@ -1,0 +1,83 @@
+"""Engines and sessions for SQLite and PostgreSQL.
+
+SQLite allows one writer at a time. A read-then-write transaction that starts as a reader can
+fail to upgrade when another writer got in first, so write sessions begin with
+``BEGIN IMMEDIATE`` on a separate engine (taking the write lock up front), while readers keep
+plain deferred transactions and, in WAL mode, never wait for writers. On PostgreSQL both are
+one engine; writers lock rows with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.settings import Settings
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Database:
+    """The node's engines and session factories, built in the lifespan and disposed there."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            self.engine = self._sqlite_engine(settings, begin="BEGIN")
+            self.write_engine = self._sqlite_engine(settings, begin="BEGIN IMMEDIATE")
+        else:
+            self.engine = create_async_engine(
+                settings.database_url,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_pool_size,
+                pool_pre_ping=True,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+            )
+            self.write_engine = self.engine
+        self.read_session = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.write_session = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_engine(settings: Settings, *, begin: str) -> AsyncEngine:
+        engine = create_async_engine(
+            settings.database_url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+        )
+        timeout = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, decide when transactions begin (see module doc).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+
+__all__ = ["AsyncSession", "Database"]

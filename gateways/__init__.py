@@ -1,0 +1,1 @@
+"""Device-protocol adapters (MQTT, LoRaWAN, NB-IoT) that call the registry services."""
