@@ -82,8 +82,12 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="IDNODE_HOST", help="Listen address."
+)
+@click.option(
+    "--port", default=8000, show_default=True, type=int, envvar="IDNODE_PORT", help="Listen port."
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations first.")
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:

@@ -1,0 +1,42 @@
+# `make check` is exactly what CI runs (.ci/run calls it): lint, types, migrations on
+# PostgreSQL, tests on SQLite and PostgreSQL.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_HOST ?= 127.0.0.1
+MIGRATION_DB := idnode_migration_check
+MIGRATION_URL := postgresql+asyncpg://postgres@$(PG_HOST)/$(MIGRATION_DB)
+
+.PHONY: check install lint types migrations test serve
+
+check: install lint types migrations test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+types: install
+	$(BIN)/mypy
+
+# The schema comes only from migrations: upgrade, compare with the models, and prove the
+# migrations reverse cleanly.
+migrations: install
+	psql -h $(PG_HOST) -U postgres -q -c 'DROP DATABASE IF EXISTS $(MIGRATION_DB)' -c 'CREATE DATABASE $(MIGRATION_DB)'
+	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic upgrade head
+	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic check
+	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic downgrade base
+	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic upgrade head
+	psql -h $(PG_HOST) -U postgres -q -c 'DROP DATABASE $(MIGRATION_DB)'
+
+test: install
+	$(BIN)/pytest
+
+serve: install
+	$(BIN)/idnode serve

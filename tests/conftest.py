@@ -1,0 +1,224 @@
+"""Test fixtures: the node on real SQLite and real PostgreSQL.
+
+PostgreSQL runs on 127.0.0.1:5432 with trust auth (start it with
+``pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start``). In CI
+(``CI=true``) a missing server fails the run; elsewhere its tests are skipped with that hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.cli import migrate_database
+from app.main import create_app
+from app.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "IDNODE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+PG_HINT = (
+    "PostgreSQL is not reachable on 127.0.0.1:5432; start it with "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+)
+OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
+TABLES = ("idempotency_keys", "handles", "credentials", "prefixes", "enterprises")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_postgres() -> None:
+    if _port_open("127.0.0.1", 5432):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(PG_HINT + " (CI requires it)")
+    pytest.skip(PG_HINT)
+
+
+async def _create_pg_database(name: str) -> str:
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_pg_database(name: str) -> None:
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One migrated database per backend for the whole run (sync: Alembic runs its own loop)."""
+    sqlite_file = tmp_path_factory.mktemp("sqlite") / "idnode.db"
+    urls = {"sqlite": f"sqlite+aiosqlite:///{sqlite_file}"}
+    pg_name = None
+    if _port_open("127.0.0.1", 5432):
+        pg_name = f"idnode_test_{os.getpid()}"
+        urls["postgresql"] = asyncio.run(_create_pg_database(pg_name))
+    for url in urls.values():
+        migrate_database(Settings(database_url=url))
+    yield urls
+    if pg_name:
+        asyncio.run(_drop_pg_database(pg_name))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        require_postgres()
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, database_urls: dict[str, str]) -> Settings:
+    return Settings(database_url=database_urls[backend], admin_token=OPERATOR_TOKEN)
+
+
+async def _empty_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        if url.startswith("postgresql"):
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in TABLES:
+                await conn.execute(text(f"DELETE FROM {table}"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """A node on an emptied database, its lifespan running."""
+    await _empty_tables(settings.database_url)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+        yield http
+
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+async def create_enterprise(
+    client: httpx.AsyncClient, name: str = "Yili Dairy", prefix: str | None = None
+) -> dict[str, Any]:
+    """Factory: an enterprise through the operator API; returns its credentials."""
+    body: dict[str, Any] = {"name": name}
+    if prefix is not None:
+        body["prefix"] = prefix
+    response = await client.post("/api/v1/enterprises", json=body, headers=OPERATOR)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def bearer(enterprise: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {enterprise['token']}"}
+
+
+def url_value(url: str, index: int = 1) -> dict[str, Any]:
+    return {"index": index, "type": "URL", "data": {"format": "string", "value": url}}
+
+
+# --- a real node process, for clients that need a socket (pyhandle) and restarts ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveNode:
+    """``idnode serve`` in a subprocess on loopback."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+        self.log = workdir / f"node-{self.port}.log"
+
+    def start(self, *extra: str) -> None:
+        idnode = Path(sys.executable).with_name("idnode")
+        command = [str(idnode), "serve", "--port", str(self.port), *extra]
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        wait_until_answers(f"{self.url}/api/handles/0.NA/X", self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"node exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"node did not answer within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def live_node(backend: str, tmp_path: Path, database_urls: dict[str, str]) -> Iterator[LiveNode]:
+    """A node process on its own fresh database (migrated by ``idnode serve`` itself)."""
+    pg_name = None
+    if backend == "postgresql":
+        pg_name = f"idnode_live_{os.getpid()}_{secrets.token_hex(3)}"
+        url = asyncio.run(_create_pg_database(pg_name))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    env = {**os.environ, "IDNODE_DATABASE_URL": url, "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN}
+    node = LiveNode(env, tmp_path)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        if pg_name:
+            asyncio.run(_drop_pg_database(pg_name))

@@ -1,0 +1,90 @@
+"""The README's first command works on a fresh clone: it sets up, serves, and says how to log in."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return [block.strip() for block in blocks[:2]]
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first, second = readme_commands()
+    assert "idnode serve" in first
+    assert second == "make check"
+    assert "make check" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_first_command_serves_a_fresh_clone(tmp_path: Path) -> None:
+    clone = tmp_path / "idnode"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDNODE_", "VIRTUAL_ENV"))}
+    env["IDNODE_PORT"] = str(port)
+    log = tmp_path / "readme.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["sh", "-c", readme_commands()[0]],
+            cwd=clone,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        token = _wait_for_token(process, log, deadline=time.monotonic() + 400)
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_http(base, process, log)
+        created = httpx.post(
+            f"{base}/api/v1/enterprises",
+            json={"name": "README Dairy"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert created.status_code == 201, created.text
+        admin = httpx.get(f"{base}/api/handles/{created.json()['adminHandle']}")
+        assert admin.status_code == 200
+        assert admin.json()["responseCode"] == 1
+        assert f"serving http://127.0.0.1:{port}" in log.read_text()
+        assert (clone / "idnode.db").exists()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _wait_for_token(process: subprocess.Popen[bytes], log: Path, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        match = re.search(r"operator token \(shown once[^)]*\): (\S+)", log.read_text())
+        if match:
+            return match.group(1)
+        if process.poll() is not None:
+            raise AssertionError(f"README command exited {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.5)
+    raise AssertionError(f"no operator token printed in time:\n{log.read_text()}")
+
+
+def _wait_for_http(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/", timeout=1)
+            return
+        except httpx.HTTPError:
+            if process.poll() is not None:
+                raise AssertionError(f"node exited:\n{log.read_text()}") from None
+            time.sleep(0.3)
+    raise AssertionError(f"node did not answer:\n{log.read_text()}")
