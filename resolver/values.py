@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +151,7 @@ def _parse_value(item: Any, position: int) -> HandleValue:
     vtype = item.get("type")
     if not isinstance(vtype, str) or not vtype or len(vtype) > MAX_TYPE_LENGTH:
         raise InvalidValue(f"{where}: 'type' must be a text of 1 to {MAX_TYPE_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 for ch in vtype):
+    if any(ch.isspace() or unicodedata.category(ch) in {"Cc", "Cs"} for ch in vtype):
         raise InvalidValue(f"{where}: 'type' must not contain spaces or control characters")
     fmt, data = _parse_data(item.get("data"), where)
     ttl = item.get("ttl", DEFAULT_TTL)
@@ -181,14 +183,18 @@ def _parse_data(data: Any, where: str) -> tuple[str, Any]:
         fmt, value = data.get("format", "string"), data.get("value")
     else:
         raise InvalidValue(f'{where}: \'data\' must be a string or {{"format", "value"}}')
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise InvalidValue(f"{where}: data format {fmt!r} is not one of {sorted(FORMATS)}")
+    if not _finite(value):
+        raise InvalidValue(f"{where}: data holds NaN or Infinity, which JSON cannot carry")
     try:
         size = len(orjson.dumps(value))
     except orjson.JSONEncodeError as exc:
         raise InvalidValue(f"{where}: data cannot be represented as JSON ({exc})") from exc
     if size > MAX_VALUE_BYTES:
         raise InvalidValue(f"{where}: data is larger than {MAX_VALUE_BYTES // 1024} KiB")
+    if fmt == "admin":
+        return fmt, _admin(value, where)
     _check_format(fmt, value, where)
     return fmt, value
 
@@ -199,37 +205,46 @@ def _check_format(fmt: str, value: Any, where: str) -> None:
     if fmt == "base64":
         try:
             base64.b64decode(value, validate=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:
             raise InvalidValue(f"{where}: value is not valid base64") from exc
     elif fmt == "hex":
         try:
             bytes.fromhex(value)
         except ValueError as exc:
             raise InvalidValue(f"{where}: value is not valid hex") from exc
-    elif fmt == "admin":
-        _check_admin(value, where)
     elif fmt == "site" and not isinstance(value, dict):
         raise InvalidValue(f"{where}: a site value must be a JSON object")
 
 
-def _check_admin(value: Any, where: str) -> None:
+def _admin(value: Any, where: str) -> dict[str, Any]:
+    """The admin value normalised: handle upper-cased prefix, index as a number."""
     if not isinstance(value, dict):
         raise InvalidValue(f"{where}: an admin value must be {{handle, index, permissions}}")
     try:
-        parse_handle(_text(value.get("handle"), "admin handle", where))
+        handle = str(parse_handle(_text(value.get("handle"), "admin handle", where)))
     except InvalidHandle as exc:
         raise InvalidValue(f"{where}: admin handle is invalid: {exc.message}") from exc
     index = value.get("index")
-    if isinstance(index, str) and index.isdigit():
+    if isinstance(index, str) and index.isascii() and index.isdigit() and len(index) <= 10:
         index = int(index)  # pyhandle sends the admin index as a string
-    if type(index) is not int or index < 0:
-        raise InvalidValue(f"{where}: admin index must be a whole number")
-    value["index"] = index
+    if type(index) is not int or not 0 <= index <= MAX_INDEX:
+        raise InvalidValue(f"{where}: admin index must be a whole number from 0 to {MAX_INDEX}")
     permissions = value.get("permissions", "")
     if not isinstance(permissions, str) or not 0 < len(permissions) <= 12:
         raise InvalidValue(f"{where}: admin permissions must be up to 12 digits 0/1")
     if set(permissions) - {"0", "1"}:
         raise InvalidValue(f"{where}: admin permissions must be up to 12 digits 0/1")
+    return {**value, "handle": handle, "index": index}
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _parse_references(raw: Any, where: str) -> tuple[Reference, ...]:
@@ -244,8 +259,10 @@ def _parse_references(raw: Any, where: str) -> tuple[Reference, ...]:
         except InvalidHandle as exc:
             raise InvalidValue(f"{where}: reference handle is invalid: {exc.message}") from exc
         index = ref.get("index", 0)
-        if type(index) is not int or index < 0:
-            raise InvalidValue(f"{where}: reference index must be a whole number")
+        if type(index) is not int or not 0 <= index <= MAX_INDEX:
+            raise InvalidValue(
+                f"{where}: reference index must be a whole number from 0 to {MAX_INDEX}"
+            )
         refs.append(Reference(handle, index))
     return tuple(refs)
 
