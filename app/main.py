@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import jinja2
 from fastapi import FastAPI
 
 from app.api import enterprises, errors, handles, proxy
+from app.api.fast import FastResolve
 from app.node import Node
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.handles import SqlStore
+from app.storage.invalidation import PostgresListener, SqliteWatcher, asyncpg_dsn
+from resolver.cache import ResolverCache
 from resolver.engine import Resolver
+from resolver.upstream import HandleRestClient
 
 VERSION = "0.1.0"
 
@@ -25,18 +33,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
-        app.state.node = Node(
-            settings=settings,
-            database=database,
-            resolver=Resolver(SqlStore(database.engine), node_prefix=settings.node_prefix),
-            pages=jinja2.Environment(
-                loader=jinja2.PackageLoader("app", "templates"), autoescape=True
-            ),
+        cache = ResolverCache(
+            max_entries=settings.cache_max_entries,
+            max_bytes=settings.cache_max_bytes,
+            max_ttl=settings.cache_max_ttl,
+            negative_ttl=settings.cache_negative_ttl,
+            stale_ttl=settings.cache_stale_ttl,
         )
-        try:
-            yield
-        finally:
-            await database.dispose()
+        timeout = httpx.Timeout(
+            settings.upstream_timeout, connect=min(settings.upstream_timeout, 2)
+        )
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+            app.state.node = Node(
+                settings=settings,
+                database=database,
+                resolver=Resolver(
+                    SqlStore(database.engine),
+                    node_prefix=settings.node_prefix,
+                    cache=cache,
+                    remote=HandleRestClient(http),
+                    upstream_url=settings.upstream_url,
+                    node_id=settings.node_id or uuid.uuid4().hex[:12],
+                    max_hops=settings.max_hops,
+                ),
+                pages=jinja2.Environment(
+                    loader=jinja2.PackageLoader("app", "templates"), autoescape=True
+                ),
+            )
+            sync = asyncio.create_task(_cache_sync(database, cache), name="cache-invalidation")
+            try:
+                yield
+            finally:
+                sync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync
+                await database.dispose()
 
     app = FastAPI(
         title="idnode",
@@ -45,7 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(FastResolve)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
+
+
+async def _cache_sync(database: Database, cache: ResolverCache) -> None:
+    if database.is_sqlite:
+        await SqliteWatcher(database.engine, cache).run()
+    else:
+        await PostgresListener(asyncpg_dsn(database.url), cache).run()

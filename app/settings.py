@@ -46,6 +46,44 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
 
+    # --- resolver cache ---
+    cache_max_entries: int = Field(
+        100_000, ge=0, description="Identifiers kept in each process's cache (0 turns it off)."
+    )
+    cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="Memory bound of the cache, in bytes."
+    )
+    cache_max_ttl: int = Field(
+        3600, ge=0, description="Longest a cached answer is kept, whatever the values' TTLs."
+    )
+    cache_negative_ttl: int = Field(
+        30, ge=0, description="How long 'not found' answers are cached (0: not at all)."
+    )
+    cache_stale_ttl: int = Field(
+        3600,
+        ge=0,
+        description="How long past its lifetime an answer may be served while the node that "
+        "holds it is unreachable (RFC 8767).",
+    )
+
+    # --- other nodes ---
+    upstream_url: str | None = Field(
+        None,
+        description="Handle REST base URL of the upstream (top-level) node that resolves "
+        "every prefix outside this node's; unset: such identifiers answer 'not responsible'.",
+    )
+    upstream_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for an upstream or enterprise node."
+    )
+    max_hops: int = Field(
+        8, ge=1, description="Most nodes a resolution may pass before it is refused."
+    )
+    node_id: str | None = Field(
+        None,
+        description="Name of this process in forwarded requests (loop detection); "
+        "default: random per process.",
+    )
+
     @field_validator("node_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:

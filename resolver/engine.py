@@ -1,15 +1,23 @@
-"""The resolution engine: decides who answers for an identifier and asks them.
+"""The resolution engine: decides who answers for an identifier and asks them, through the cache.
 
-It works over a :class:`Store` so it needs no database library; the node passes its own.
+Order (shared/DESIGN.md section 4): the local store for prefixes under this node's prefix;
+for a local prefix whose record ``0.NA/<prefix>`` names an enterprise node (``HS_SITE``), that
+node; for anything else, the configured upstream. It works over a :class:`Store` so it needs
+no database library; the node passes its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from resolver.cache import Entry, ResolverCache
 from resolver.errors import HandleNotFound, NotResponsible
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
 from resolver.record import Record
+from resolver.upstream import HandleRestClient, ResolutionLoop, UpstreamUnavailable
+
+SITE_TYPE = "HS_SITE"
 
 
 class Store(Protocol):
@@ -23,12 +31,39 @@ def within(prefix: str, parent: str) -> bool:
     return prefix == parent or prefix.startswith(parent + ".")
 
 
-class Resolver:
-    """Resolves identifiers: local ones from the store, the rest is not this node's."""
+def site_url(prefix_record: Record) -> str | None:
+    """The HTTP address of the node hosting a prefix, from its ``HS_SITE`` value."""
+    site = prefix_record.first(SITE_TYPE)
+    if site is None:
+        return None
+    if isinstance(site.value, str):
+        return site.value
+    if isinstance(site.value, dict) and isinstance(site.value.get("url"), str):
+        return str(site.value["url"])
+    return None
 
-    def __init__(self, store: Store, *, node_prefix: str) -> None:
+
+class Resolver:
+    """Resolves identifiers: local ones from the store, delegated and foreign ones remotely."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        node_prefix: str,
+        cache: ResolverCache | None = None,
+        remote: HandleRestClient | None = None,
+        upstream_url: str | None = None,
+        node_id: str = "",
+        max_hops: int = 8,
+    ) -> None:
         self._store = store
         self._node_prefix = node_prefix
+        self.cache = cache if cache is not None else ResolverCache(max_entries=0)
+        self._remote = remote
+        self._upstream_url = upstream_url
+        self.node_id = node_id
+        self._max_hops = max_hops
 
     def is_local(self, handle: Handle) -> bool:
         """Whether the identifier lives under this node's prefix (including ``0.NA/`` records)."""
@@ -36,14 +71,68 @@ class Resolver:
             return within(handle.suffix, self._node_prefix)
         return within(handle.prefix, self._node_prefix)
 
-    async def resolve(self, handle: Handle) -> Record:
-        """The full record; callers narrow it to what the asker may see."""
-        if not self.is_local(handle):
+    async def resolve(self, handle: Handle, *, hops: int = 0, via: tuple[str, ...] = ()) -> Entry:
+        """The full record with its public answer; callers narrow it to what the asker may see.
+
+        ``hops`` and ``via`` say how far a request forwarded by other nodes has come.
+        """
+        key = str(handle)
+        entry = self.cache.fresh(key)
+        if entry is not None:
+            if not entry.found:
+                raise HandleNotFound.of(key)
+            return entry
+        self._check_path(hops, via)
+        path = (*via, self.node_id)
+        load: Callable[[], Awaitable[Record | None]]
+        if self.is_local(handle):
+
+            async def load() -> Record | None:
+                return await self._local(handle, hops, path)
+
+        elif self._upstream_url is not None and self._remote is not None:
+            remote, upstream = self._remote, self._upstream_url
+
+            async def load() -> Record | None:
+                return await remote.resolve(upstream, key, hops=hops, via=path)
+
+        else:
             raise NotResponsible(
                 f"this node holds prefix {self._node_prefix} only and has no upstream "
                 f"to resolve {handle} through"
             )
+        try:
+            return await self.cache.get_or_load(key, load)
+        except UpstreamUnavailable:
+            stale = self.cache.stale(key)
+            if stale is None:
+                raise
+            return stale
+
+    def _check_path(self, hops: int, via: tuple[str, ...]) -> None:
+        if self.node_id and self.node_id in via:
+            raise ResolutionLoop(
+                "resolution loop: the request came back to a node it passed "
+                f"({' -> '.join((*via, self.node_id))})"
+            )
+        if hops >= self._max_hops:
+            raise ResolutionLoop(
+                f"gave up after {hops} hops between nodes (limit {self._max_hops})"
+            )
+
+    async def _local(self, handle: Handle, hops: int, via: tuple[str, ...]) -> Record | None:
         record = await self._store.fetch(str(handle))
-        if record is None:
-            raise HandleNotFound(f"handle {handle} not found")
-        return record
+        if record is not None or handle.prefix == PREFIX_RECORD_PREFIX:
+            return record
+        site = await self.site_of(handle.prefix)
+        if site is None or self._remote is None:
+            return None
+        return await self._remote.resolve(site, str(handle), hops=hops, via=via)
+
+    async def site_of(self, prefix: str) -> str | None:
+        """The address of the enterprise node hosting ``prefix``, when it is delegated."""
+        try:
+            entry = await self.resolve(Handle(PREFIX_RECORD_PREFIX, prefix))
+        except HandleNotFound:
+            return None
+        return site_url(entry.record())

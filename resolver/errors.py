@@ -33,6 +33,10 @@ class HandleNotFound(ResolverError):
 
     response_code = 100
 
+    @classmethod
+    def of(cls, handle: str) -> HandleNotFound:
+        return cls(f"handle {handle} not found")
+
 
 class HandleAlreadyExists(ResolverError):
     """Creating refused because a record exists (``overwrite=false``)."""

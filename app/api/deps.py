@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ANONYMOUS, Principal, authenticate
-from app.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied, RequestTooLarge
 from app.node import Node
+from app.storage.invalidation import evict_touched
 
 
 def current_node(request: Request) -> Node:
@@ -33,7 +34,15 @@ async def caller(request: Request, node: NodeDep) -> Principal:
 CallerDep = Annotated[Principal, Depends(caller)]
 
 
+def require_credentials(principal: Principal) -> None:
+    if principal.is_anonymous:
+        raise AuthenticationRequired(
+            "this needs credentials: Bearer <token> (or Basic 300:<prefix>/ADMIN with the secret)"
+        )
+
+
 async def operator(principal: CallerDep) -> Principal:
+    require_credentials(principal)
     if not principal.is_operator:
         raise PermissionDenied("only the node operator may do this (Bearer <operator token>)")
     return principal
@@ -44,6 +53,7 @@ async def write_session(node: NodeDep) -> AsyncIterator[AsyncSession]:
     async with node.database.write_session() as session:
         yield session
         await session.commit()
+        evict_touched(session, node.resolver.cache)
 
 
 # scope="function": commit before the response is sent, so a client that reads right after

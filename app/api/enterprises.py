@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from app.api.deps import CallerDep, NodeDep, WriteSession, operator
+from app.api.deps import CallerDep, NodeDep, WriteSession, operator, require_credentials
 from app.auth import Principal
 from app.errors import PermissionDenied
 from app.registry import enterprises as service
@@ -63,6 +63,7 @@ async def list_all(node: NodeDep, _: OperatorDep) -> list[dict[str, object]]:
 
 
 def _self_or_operator(principal: Principal, prefix: str) -> None:
+    require_credentials(principal)
     if not (principal.is_operator or principal.owns(prefix.upper())):
         raise PermissionDenied("only the operator or the enterprise itself may see this")
 

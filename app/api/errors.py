@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from app import errors as node
 from resolver import errors as handle
+from resolver import upstream
 
 log = logging.getLogger("app.api.errors")
 
@@ -27,6 +28,9 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     handle.ValuesNotFound: (400, 200),
     handle.ValueAlreadyExists: (409, 201),
     handle.NotResponsible: (400, 301),
+    upstream.UpstreamUnavailable: (504, 301),
+    upstream.UpstreamFailed: (502, 301),
+    upstream.ResolutionLoop: (508, 301),
     node.InvalidRequest: (400, 4),
     node.RequestTooLarge: (413, 4),
     node.AuthenticationRequired: (401, 402),
@@ -39,21 +43,22 @@ HANDLE_API = "/api/handles/"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="idnode", Bearer'}
 
 
+def handle_error_body(code: int, handle: str | None, message: str) -> bytes:
+    """A Handle API error answer (shared with the lean path in ``app/api/fast.py``)."""
+    if handle is None:
+        return orjson.dumps({"responseCode": code, "message": message})
+    return orjson.dumps({"responseCode": code, "handle": handle, "message": message})
+
+
 def error_response(
     request: Request, exc: Exception, status: int, code: int, message: str
 ) -> Response:
     if request.url.path.startswith(HANDLE_API):
-        body: dict[str, object] = {"responseCode": code, "message": message}
-        if "handle" in request.path_params:
-            body = {
-                "responseCode": code,
-                "handle": request.path_params["handle"],
-                "message": message,
-            }
+        body = handle_error_body(code, request.path_params.get("handle"), message)
     else:
-        body = {"error": type(exc).__name__, "detail": message}
+        body = orjson.dumps({"error": type(exc).__name__, "detail": message})
     headers = CHALLENGE if status == 401 else None
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+    return Response(body, status, headers=headers, media_type="application/json")
 
 
 async def _domain(request: Request, exc: Exception) -> Response:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
+from app.api.answers import Headers, answer, cache_control, etag_of, public_answer
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
 from app.errors import InvalidRequest
+from app.node import Node
 from app.registry import handles as service
+from resolver.engine import SITE_TYPE
 from resolver.errors import ValuesNotFound
-from resolver.identifier import parse_handle
+from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle
 from resolver.record import Record, encode, record_body
+from resolver.upstream import HOPS_HEADER
 from resolver.values import parse_values, request_values
 
 router = APIRouter(prefix="/api/handles", tags=["Handle REST API"])
 
 JSON = "application/json"
+PREFIX_REFERRAL = 303
 TypeFilter = Annotated[
     list[str], Query(alias="type", description="Only values of this type (repeatable).")
 ]
@@ -59,7 +65,14 @@ def _answer(record: Record, *, status: int = 200, code: int = 1, pretty: bool = 
     return Response(body, status, media_type=JSON)
 
 
-@router.get("/{handle:path}", summary="Resolve an identifier")
+@router.get(
+    "/{handle:path}",
+    summary="Resolve an identifier",
+    responses={
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        300: {"description": "Prefix referral (responseCode 303) with referral=true"},
+    },
+)
 async def resolve(
     handle: str,
     node: NodeDep,
@@ -71,20 +84,77 @@ async def resolve(
         Query(description="Only public values; default true when not authenticated."),
     ] = None,
     pretty: Pretty = False,
+    referral: Annotated[
+        bool,
+        Query(
+            description="For a prefix hosted by an enterprise node: answer where it is "
+            "(303 referral) instead of asking that node."
+        ),
+    ] = False,
+    if_none_match: Annotated[str | None, Header()] = None,
+    x_idnode_hops: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_idnode_via: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """Every value of ``handle`` the caller may read, or those matching any filter."""
+    """Every value of ``handle`` the caller may read, or those matching any filter.
+
+    Answers carry an ``ETag`` (``If-None-Match`` gives 304) and, for public answers,
+    ``Cache-Control: public, max-age=<remaining lifetime>``. An answer served from an
+    expired entry because the node holding it is unreachable says ``X-Idnode-Stale: true``.
+    """
     parsed = parse_handle(handle)
-    record = await node.resolver.resolve(parsed)
+    resolver = node.resolver
+    if referral and resolver.is_local(parsed) and parsed.prefix != PREFIX_RECORD_PREFIX:
+        site = await resolver.site_of(parsed.prefix)
+        if site is not None:
+            return await _referral(node, parsed, site, pretty)
+    entry = await resolver.resolve(parsed, hops=_hops(x_idnode_hops), via=_via(x_idnode_via))
+    now = resolver.cache.clock()
     public_only = principal.is_anonymous if publicOnly is None else publicOnly
-    view = service.visible_to(principal, parsed, record, public_only=public_only)
+    privileged = not public_only and service.can_read_restricted(principal, parsed)
+    if not (types or index or pretty or privileged):
+        return _response(public_answer(entry, now, if_none_match))
+    record = entry.record()
+    view = record.readable_by_admin() if privileged else record.public()
     selected = view.select(types, _indexes(index))
+    code = 1
+    extra: dict[str, Any] = {}
     if (types or index) and not selected.values:
-        body = {
-            **record_body(selected, response_code=ValuesNotFound.response_code),
-            "message": "no value matches the type/index filters",
-        }
-        return Response(encode(body, pretty=pretty), 200, media_type=JSON)
-    return _answer(selected, pretty=pretty)
+        code, extra = ValuesNotFound.response_code, {"message": "no value matches the filters"}
+    body = encode({**record_body(selected, response_code=code), **extra}, pretty=pretty)
+    control = cache_control(entry, now, public=not privileged)
+    return _response(answer(body, etag_of(body), control, if_none_match, stale=entry.stale))
+
+
+def _response(parts: tuple[int, Headers, bytes]) -> Response:
+    status, headers, body = parts
+    return Response(body, status, headers=dict(headers))
+
+
+def _hops(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    if not raw.strip().isdigit():
+        raise InvalidRequest(f"{HOPS_HEADER} must be a whole number")
+    return int(raw)
+
+
+def _via(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+async def _referral(node: Node, handle: Handle, site: str, pretty: bool) -> Response:
+    prefix_record = (
+        await node.resolver.resolve(Handle(PREFIX_RECORD_PREFIX, handle.prefix))
+    ).record()
+    body = {
+        **record_body(prefix_record.select([SITE_TYPE]), response_code=PREFIX_REFERRAL),
+        "handle": str(handle),
+        "message": f"prefix {handle.prefix} is served by {site}",
+    }
+    location = f"{site.rstrip('/')}/api/handles/{quote(str(handle), safe='/:@')}"
+    return Response(
+        encode(body, pretty=pretty), 300, headers={"location": location}, media_type=JSON
+    )
 
 
 @router.put("/{handle:path}", summary="Create or replace an identifier", openapi_extra=VALUES_BODY)

@@ -17,6 +17,7 @@ from app.registry import clock
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
 from resolver.identifier import parse_handle
 from resolver.record import Record
+from resolver.upstream import UpstreamFailed, UpstreamUnavailable
 from resolver.values import HandleValue
 
 router = APIRouter(tags=["Proxy"])
@@ -30,11 +31,20 @@ def _page(node: Node, template: str, status: int = 200, **context: Any) -> HTMLR
     return HTMLResponse(html, status)
 
 
+def _message(node: Node, status: int, title: str, message: str, handle: str) -> HTMLResponse:
+    return _page(node, "message.html", status, title=title, message=message, handle=handle)
+
+
 @router.get("/", response_class=HTMLResponse, summary="Resolve form")
 async def index(node: NodeDep, hdl: str | None = None) -> Response:
     """A form to resolve an identifier; ``?hdl=<identifier>`` goes straight to it."""
     if hdl:
-        return RedirectResponse("/" + quote(hdl.strip(), safe="/:@"), 302)
+        try:
+            # Only a valid identifier (never '//host') may become the redirect target.
+            parsed = parse_handle(hdl.strip())
+        except InvalidHandle as exc:
+            return _message(node, 400, "Not a valid identifier", exc.message, hdl)
+        return RedirectResponse("/" + quote(str(parsed), safe="/:@"), 302)
     return _page(node, "index.html")
 
 
@@ -48,23 +58,15 @@ async def proxy(handle: str, request: Request, node: NodeDep) -> Response:
     no URL value, gives an HTML page of the public values."""
     try:
         parsed = parse_handle(handle)
-        record = (await node.resolver.resolve(parsed)).public()
+        record = (await node.resolver.resolve(parsed)).record().public()
     except InvalidHandle as exc:
-        return _page(
-            node,
-            "message.html",
-            400,
-            title="Not a valid identifier",
-            message=exc.message,
-            handle=handle,
-        )
+        return _message(node, 400, "Not a valid identifier", exc.message, handle)
+    except (UpstreamUnavailable, UpstreamFailed) as exc:
+        return _message(node, 502, "Could not resolve", exc.message, handle)
     except (HandleNotFound, NotResponsible):
-        message = f"{handle} is not registered on this node."
-        return _page(
-            node, "message.html", 404, title="Identifier not found", message=message, handle=handle
-        )
+        return _message(node, 404, "Identifier not found", f"{handle} is not registered.", handle)
     target = record.first("URL")
-    if target is None or "noredirect" in request.query_params:
+    if target is None or "noredirect" in request.query_params or not _linkable(target.value):
         return _page(node, "record.html", handle=record.handle, values=_rows(record))
     ttl = record.min_ttl() or 0
     expires = format_datetime(clock.now() + timedelta(seconds=ttl), usegmt=True)
@@ -77,7 +79,7 @@ def _rows(record: Record) -> list[dict[str, Any]]:
             "index": v.index,
             "type": v.type,
             "text": _text(v),
-            "link": _text(v) if v.format == "string" and _linkable(str(v.value)) else None,
+            "link": v.value if v.format == "string" and _linkable(v.value) else None,
             "timestamp": v.timestamp,
         }
         for v in record.values
@@ -90,5 +92,6 @@ def _text(v: HandleValue) -> str:
     return v.value if isinstance(v.value, str) else str(v.value)
 
 
-def _linkable(text: str) -> bool:
-    return urlsplit(text).scheme.lower() in LINK_SCHEMES
+def _linkable(text: object) -> bool:
+    """Only http(s) addresses become links or redirects (never ``javascript:`` and the like)."""
+    return isinstance(text, str) and urlsplit(text).scheme.lower() in LINK_SCHEMES

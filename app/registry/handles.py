@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -187,21 +188,8 @@ def _stamped(
     for v in sorted(values, key=lambda v: v.index):
         old = before.get(v.index)
         timestamp = old.timestamp if old is not None and old.same_content(v) else stamp
-        out.append(value_json(_replace_timestamp(v, timestamp)))
+        out.append(value_json(replace(v, timestamp=timestamp)))
     return out
-
-
-def _replace_timestamp(v: HandleValue, timestamp: str) -> HandleValue:
-    return HandleValue(
-        index=v.index,
-        type=v.type,
-        format=v.format,
-        value=v.value,
-        ttl=v.ttl,
-        timestamp=timestamp,
-        permissions=v.permissions,
-        references=v.references,
-    )
 
 
 async def mint_record(
@@ -259,7 +247,7 @@ async def delete_record(
     name = str(handle)
     stored = await repo.lock(session, name)
     if stored is None:
-        raise HandleNotFound(f"handle {name} not found")
+        raise HandleNotFound.of(name)
     if not indexes:
         await repo.remove(session, name)
         return None
@@ -274,11 +262,7 @@ async def delete_record(
     return Record(name, tuple(kept))
 
 
-def visible_to(
-    principal: Principal, handle: Handle, record: Record, *, public_only: bool
-) -> Record:
-    """The values this caller may read: the owner and the operator see restricted ones too."""
+def can_read_restricted(principal: Principal, handle: Handle) -> bool:
+    """The owner and the operator also read values whose permissions deny public read."""
     owner = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
-    if not public_only and (principal.is_operator or principal.owns(owner)):
-        return record.readable_by_admin()
-    return record.public()
+    return principal.is_operator or principal.owns(owner)

@@ -65,7 +65,7 @@ async def all_enterprises(session: AsyncSession) -> list[tuple[Enterprise, str]]
         .join(Prefix, Prefix.enterprise_id == Enterprise.id)
         .order_by(Enterprise.id, Prefix.created_at, Prefix.prefix)
     )
-    return [(e, p) for e, p in rows.tuples()]
+    return [(e, p) for e, p in rows.all()]
 
 
 async def set_status(session: AsyncSession, enterprise_id: int, status: str) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
 from resolver.values import values_from_stored
@@ -52,6 +53,7 @@ async def insert(
             )
     except IntegrityError:
         return False
+    await touched(session, [handle])
     return True
 
 
@@ -61,10 +63,12 @@ async def replace(
     await session.execute(
         update(HandleRow).where(HandleRow.handle == handle).values(values=values, updated_at=now)
     )
+    await touched(session, [handle])
 
 
 async def remove(session: AsyncSession, handle: str) -> bool:
     result = await session.execute(delete(HandleRow).where(HandleRow.handle == handle))
+    await touched(session, [handle])
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -168,12 +168,12 @@ def resolver(store: MemoryStore) -> Resolver:
 
 
 async def test_local_handle_is_looked_up(resolver: Resolver, store: MemoryStore) -> None:
-    assert await resolver.resolve(parse_handle("88.999.1/MILK-1")) == MILK
+    assert (await resolver.resolve(parse_handle("88.999.1/MILK-1"))).record() == MILK
     assert store.asked == ["88.999.1/MILK-1"]
 
 
 async def test_lookup_uses_the_normalised_handle(resolver: Resolver, store: MemoryStore) -> None:
-    assert await resolver.resolve(parse_handle("88.999.abc/x")) == ABC
+    assert (await resolver.resolve(parse_handle("88.999.abc/x"))).record() == ABC
     assert store.asked == ["88.999.ABC/x"]
 
 
@@ -225,15 +225,17 @@ def test_handles_under_the_node_prefix_are_local(resolver: Resolver, text: str) 
 
 
 async def test_prefix_records_under_the_node_are_resolved_locally(resolver: Resolver) -> None:
-    assert await resolver.resolve(parse_handle("0.NA/88.999.1")) == ENTERPRISE_PREFIX_RECORD
-    assert await resolver.resolve(parse_handle("0.na/88.999")) == NODE_PREFIX_RECORD
+    assert (
+        await resolver.resolve(parse_handle("0.NA/88.999.1"))
+    ).record() == ENTERPRISE_PREFIX_RECORD
+    assert (await resolver.resolve(parse_handle("0.na/88.999"))).record() == NODE_PREFIX_RECORD
     with pytest.raises(HandleNotFound):
         await resolver.resolve(parse_handle("0.NA/88.999.2"))
 
 
 async def test_node_prefix_with_letters(store: MemoryStore) -> None:
     resolver = Resolver(store, node_prefix="88.999.ABC")
-    assert await resolver.resolve(parse_handle("88.999.abc/x")) == ABC
+    assert (await resolver.resolve(parse_handle("88.999.abc/x"))).record() == ABC
     with pytest.raises(NotResponsible):
         await resolver.resolve(parse_handle("88.999.1/MILK-1"))
 

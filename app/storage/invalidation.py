@@ -1,0 +1,121 @@
+"""Keeping every process's resolver cache in step with the database.
+
+A write evicts the identifier from the writing process's cache right after its commit
+(``touched`` below). Other processes learn of it:
+- on PostgreSQL through LISTEN/NOTIFY: the write issues ``pg_notify`` inside its
+  transaction, so the notice goes out exactly when the change commits; a listener task evicts.
+  When its connection drops (database restart) it reconnects with back-off and clears the
+  whole cache, since notices sent meanwhile are lost.
+- on SQLite (one machine, possibly several worker processes) by watching
+  ``PRAGMA data_version``, which changes when another connection commits; the cache is then
+  cleared, which is coarse but cheap for an embedded node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from resolver.cache import ResolverCache
+
+CHANNEL = "idnode_invalidate"
+log = logging.getLogger("app.storage.invalidation")
+
+
+async def touched(session: AsyncSession, handles: Iterable[str]) -> None:
+    """Record that ``handles`` changed in this transaction (and tell other processes)."""
+    names = session.info.setdefault("touched", set())
+    fresh = [h for h in handles if h not in names]
+    names.update(fresh)
+    if fresh and session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:channel, h) FROM unnest(CAST(:handles AS text[])) AS h"),
+            {"channel": CHANNEL, "handles": fresh},
+        )
+
+
+def evict_touched(session: AsyncSession, cache: ResolverCache) -> None:
+    """After a commit: forget what it changed in this process's cache."""
+    for handle in session.info.pop("touched", ()):
+        cache.evict(handle)
+
+
+class PostgresListener:
+    """LISTENs for invalidations from every process sharing the database."""
+
+    def __init__(self, dsn: str, cache: ResolverCache, *, max_backoff: float = 5.0) -> None:
+        self._dsn = dsn
+        self._cache = cache
+        self._max_backoff = max_backoff
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            try:
+                connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await connection.add_listener(CHANNEL, self._on_notice)
+                # Notices may have been missed while we were not listening.
+                self._cache.clear()
+                self.connected.set()
+                backoff = 0.1
+                await self._wait_until_lost(connection, lost)
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 1)
+            log.warning("cache.listener.reconnecting")
+
+    async def _wait_until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        # The termination callback fires on a clean close; a server crash may only show up
+        # as a failing query, so probe the connection too.
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), 2)
+            if not lost.is_set():
+                try:
+                    await asyncio.wait_for(connection.execute("SELECT 1"), 2)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    lost.set()
+
+    def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
+        self._cache.evict(handle)
+
+
+class SqliteWatcher:
+    """Clears the cache when another connection (another worker process) commits."""
+
+    def __init__(self, engine: AsyncEngine, cache: ResolverCache, *, interval: float = 0.05):
+        self._engine = engine
+        self._cache = cache
+        self._interval = interval
+
+    async def run(self) -> None:
+        async with self._engine.connect() as conn:
+            last = None
+            while True:
+                version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar()
+                await conn.rollback()
+                if last is not None and version != last:
+                    self._cache.clear()
+                last = version
+                await asyncio.sleep(self._interval)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg's own DSN from a SQLAlchemy URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)

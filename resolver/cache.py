@@ -1,0 +1,232 @@
+"""The resolver cache: answers kept as ready-to-send bytes, bounded, shared by concurrent misses.
+
+- Keyed by normalised handle. A positive entry holds the stored record (as compact JSON, decoded
+  only for filtered or privileged views) and the serialised public answer with its ETag, so a
+  hit does no JSON encoding.
+- Lifetime = min(value TTLs, ``max_ttl``); a TTL of 0 is never cached. Not-found answers are
+  cached for ``negative_ttl`` (RFC 2308), so a flood of unknown handles costs one lookup each.
+- Bounded by entry count and by bytes, least recently used evicted first. (cachetools' LRU
+  bounds one measure only; with two bounds, stale retention and in-flight invalidation an
+  ``OrderedDict`` is the simpler fit.)
+- Expired entries stay (until evicted) for ``stale_ttl`` so an unreachable upstream can be
+  answered from them (RFC 8767).
+- Concurrent misses for one key share one load (single flight); an eviction during that load
+  keeps its result out of the cache, so a write is never undone by a slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from resolver.errors import HandleNotFound
+from resolver.record import Record, encode, record_body
+from resolver.values import value_json, values_from_stored
+
+ENTRY_OVERHEAD = 200  # bytes of bookkeeping per entry beyond the two byte strings
+
+
+@dataclass(slots=True)
+class Entry:
+    """A resolved identifier ready to answer: the full record and the public answer's bytes."""
+
+    handle: str
+    stored: bytes  # the full record's values as stored JSON; b"" for a not-found entry
+    body: bytes  # the public answer ({"responseCode":1,...}); b"" for a not-found entry
+    etag: str
+    ttl: int  # lifetime granted when loaded (seconds)
+    expires: float  # monotonic deadline
+    stale_until: float
+    found: bool = True
+    stale: bool = False  # served past its lifetime because the source was unreachable
+
+    @property
+    def size(self) -> int:
+        return len(self.stored) + len(self.body) + len(self.handle) + ENTRY_OVERHEAD
+
+    def record(self) -> Record:
+        return Record(self.handle, values_from_stored(orjson.loads(self.stored)))
+
+    def remaining(self, now: float) -> int:
+        return max(0, int(self.expires - now))
+
+
+def make_entry(record: Record, *, ttl: int, now: float, stale_ttl: float) -> Entry:
+    body = encode(record_body(record.public()))
+    return Entry(
+        handle=record.handle,
+        stored=orjson.dumps([value_json(v) for v in record.values]),
+        body=body,
+        etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+        ttl=ttl,
+        expires=now + ttl,
+        stale_until=now + ttl + stale_ttl,
+    )
+
+
+@dataclass(slots=True)
+class _Flight:
+    future: asyncio.Future[Entry]
+    invalidated: bool = False
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    negative_hits: int = 0
+    evictions: int = 0
+    stale_served: int = 0
+    loads: int = 0
+    entries: int = 0
+    bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ResolverCache:
+    """Bounded LRU of :class:`Entry` with TTLs, negative entries, stale retention, single flight."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_ttl: int = 86400,
+        negative_ttl: int = 30,
+        stale_ttl: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_ttl = max_ttl
+        self.negative_ttl = negative_ttl
+        self.stale_ttl = stale_ttl
+        self.clock = clock
+        self.enabled = max_entries > 0 and max_bytes > 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._bytes = 0
+        self._flights: dict[str, _Flight] = {}
+        self.stats = CacheStats()
+
+    # --- the hot path ---
+
+    def fresh(self, key: str) -> Entry | None:
+        """The entry if it is still within its lifetime (a hit), else None (a miss)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= self.clock():
+            return None
+        self._entries.move_to_end(key)
+        if entry.found:
+            self.stats.hits += 1
+        else:
+            self.stats.negative_hits += 1
+        return entry
+
+    # --- loading ---
+
+    async def get_or_load(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
+        """A fresh entry, or the result of ``load`` shared with every concurrent caller.
+
+        ``load`` returns None when the identifier does not exist; that answer is cached
+        briefly and raised as :class:`HandleNotFound`.
+        """
+        entry = self.fresh(key)
+        if entry is None:
+            flight = self._flights.get(key)
+            if flight is None:
+                entry = await self._load(key, load)
+            else:
+                entry = await asyncio.shield(flight.future)
+        if not entry.found:
+            raise HandleNotFound.of(key)
+        return entry
+
+    async def _load(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
+        self.stats.misses += 1
+        self.stats.loads += 1
+        flight = _Flight(asyncio.get_running_loop().create_future())
+        self._flights[key] = flight
+        try:
+            record = await load()
+            entry = self._entry_for(key, record)
+            if not flight.invalidated:
+                self._store(key, entry)
+        except BaseException as exc:
+            flight.future.set_exception(exc)
+            flight.future.exception()  # a flight nobody else awaited must not warn
+            raise
+        finally:
+            del self._flights[key]
+        flight.future.set_result(entry)
+        return entry
+
+    def _entry_for(self, key: str, record: Record | None) -> Entry:
+        now = self.clock()
+        if record is None:
+            return Entry(key, b"", b"", "", self.negative_ttl, now + self.negative_ttl, 0.0, False)
+        ttl = min(record.min_ttl() or 0, self.max_ttl) if record.values else self.max_ttl
+        return make_entry(record, ttl=ttl, now=now, stale_ttl=self.stale_ttl)
+
+    def _store(self, key: str, entry: Entry) -> None:
+        if not self.enabled or entry.ttl <= 0 or entry.size > self.max_bytes:
+            return
+        self._drop(key)
+        self._entries[key] = entry
+        self._bytes += entry.size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, oldest = self._entries.popitem(last=False)
+            self._bytes -= oldest.size
+            self.stats.evictions += 1
+        self._sync_stats()
+
+    # --- serve stale ---
+
+    def stale(self, key: str) -> Entry | None:
+        """An expired positive entry still inside its stale window, marked as stale."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.found or entry.stale_until <= self.clock():
+            return None
+        self.stats.stale_served += 1
+        return Entry(
+            entry.handle, entry.stored, entry.body, entry.etag, entry.ttl, entry.expires,
+            entry.stale_until, True, stale=True,
+        )  # fmt: skip
+
+    # --- invalidation ---
+
+    def evict(self, key: str) -> None:
+        """Forget ``key`` now, and keep a load already under way from caching its result."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            flight.invalidated = True
+        self._drop(key)
+        self._sync_stats()
+
+    def clear(self) -> None:
+        for flight in self._flights.values():
+            flight.invalidated = True
+        self._entries.clear()
+        self._bytes = 0
+        self._sync_stats()
+
+    def _drop(self, key: str) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+
+    def _sync_stats(self) -> None:
+        self.stats.entries = len(self._entries)
+        self.stats.bytes = self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
