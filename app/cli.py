@@ -22,6 +22,7 @@ from app.settings import Settings
 from app.storage.database import Database
 
 T = TypeVar("T")
+DEFAULT_SERVER = "uvicorn"
 
 
 def _settings() -> Settings:
@@ -90,10 +91,16 @@ def migrate() -> None:
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations first.")
-def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "uvicorn"]),
+    default=DEFAULT_SERVER,
+    show_default=True,
+    envvar="IDNODE_SERVER",
+    help="HTTP server (the default is the faster one in loadtests/README.md).",
+)
+def serve(host: str, port: int, workers: int, no_migrate: bool, server: str) -> None:
     """Serve the node over HTTP (migrating the database first)."""
-    import uvicorn
-
     settings = _settings()
     if not no_migrate:
         migrate_database(settings)
@@ -103,14 +110,23 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
     sys.stdout.flush()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-    )
+    _run_server(server, host=host, port=port, workers=workers)
+
+
+def _run_server(server: str, *, host: str, port: int, workers: int) -> None:
+    target = "app.main:create_app"
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            target, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+            factory=True,
+        ).serve()  # fmt: skip
+        return
+    import uvicorn
+
+    uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 def _announce_operator_token(settings: Settings) -> None:

@@ -12,13 +12,12 @@ import httpx
 import jinja2
 from fastapi import FastAPI
 
-from app.api import enterprises, errors, handles, proxy
+from app.api import enterprises, errors, handles, node, proxy
 from app.api.fast import FastResolve
 from app.node import Node
 from app.settings import Settings
 from app.storage.database import Database
-from app.storage.handles import SqlStore
-from app.storage.invalidation import PostgresListener, SqliteWatcher, asyncpg_dsn
+from app.storage.invalidation import PostgresListener, SqliteWatcher
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
 from resolver.upstream import HandleRestClient
@@ -48,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings=settings,
                 database=database,
                 resolver=Resolver(
-                    SqlStore(database.engine),
+                    await database.store(),
                     node_prefix=settings.node_prefix,
                     cache=cache,
                     remote=HandleRestClient(http),
@@ -76,9 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(FastResolve)
+    if settings.lean_resolve:
+        app.add_middleware(FastResolve)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
+    app.include_router(node.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 
@@ -87,4 +88,4 @@ async def _cache_sync(database: Database, cache: ResolverCache) -> None:
     if database.is_sqlite:
         await SqliteWatcher(database.engine, cache).run()
     else:
-        await PostgresListener(asyncpg_dsn(database.url), cache).run()
+        await PostgresListener(database.asyncpg_dsn, cache).run()

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="Base URL the node is reached at from outside (for links and QR codes); "
         "defaults to the address it serves on.",
     )
+    lean_resolve: bool = Field(
+        True,
+        description="Answer anonymous resolves before FastAPI's routing (off only to compare "
+        "with the routed path).",
+    )
     max_request_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )

@@ -22,7 +22,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -30,7 +29,9 @@ from resolver.errors import HandleNotFound
 from resolver.record import Record, encode, record_body
 from resolver.values import value_json, values_from_stored
 
-ENTRY_OVERHEAD = 200  # bytes of bookkeeping per entry beyond the two byte strings
+# Bytes per entry beyond its byte strings (slots object, LRU link, key, etag), as measured by
+# loadtests/bench_cache_memory.py; keeps the byte bound close to resident memory.
+ENTRY_OVERHEAD = 380
 
 
 @dataclass(slots=True)
@@ -38,7 +39,9 @@ class Entry:
     """A resolved identifier ready to answer: the full record and the public answer's bytes."""
 
     handle: str
-    stored: bytes  # the full record's values as stored JSON; b"" for a not-found entry
+    # The full record's values as JSON, or b"" when every value is public and the answer
+    # below already holds them all (the common case; it halves the entry).
+    stored: bytes
     body: bytes  # the public answer ({"responseCode":1,...}); b"" for a not-found entry
     etag: str
     ttl: int  # lifetime granted when loaded (seconds)
@@ -52,17 +55,25 @@ class Entry:
         return len(self.stored) + len(self.body) + len(self.handle) + ENTRY_OVERHEAD
 
     def record(self) -> Record:
-        return Record(self.handle, values_from_stored(orjson.loads(self.stored)))
+        values = orjson.loads(self.stored) if self.stored else orjson.loads(self.body)["values"]
+        return Record(self.handle, values_from_stored(values))
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires - now))
 
 
-def make_entry(record: Record, *, ttl: int, now: float, stale_ttl: float) -> Entry:
-    body = encode(record_body(record.public()))
+def make_entry(
+    record: Record, *, ttl: int, now: float, stale_ttl: float, key: str | None = None
+) -> Entry:
+    """``key``: the cache's own key string, shared instead of a second copy of the name."""
+    public = record.public()
+    body = _compact(encode(record_body(public)))
+    everything_public = len(public.values) == len(record.values)
     return Entry(
-        handle=record.handle,
-        stored=orjson.dumps([value_json(v) for v in record.values]),
+        handle=key if key == record.handle else record.handle,
+        stored=b""
+        if everything_public
+        else _compact(orjson.dumps([value_json(v) for v in record.values])),
         body=body,
         etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
         ttl=ttl,
@@ -71,10 +82,22 @@ def make_entry(record: Record, *, ttl: int, now: float, stale_ttl: float) -> Ent
     )
 
 
+def _compact(data: bytes) -> bytes:
+    """An exact-size copy: orjson's result keeps its whole 4 KiB working buffer allocated,
+    which for a small answer kept in the cache is ten times its size."""
+    return memoryview(data).tobytes()
+
+
 @dataclass(slots=True)
 class _Flight:
-    future: asyncio.Future[Entry]
+    task: asyncio.Task[Entry] = field(init=False)
     invalidated: bool = False
+
+
+def _retrieve(task: asyncio.Task[Entry]) -> None:
+    """Mark a load's error as seen: every waiter may have gone before it finished."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass
@@ -87,7 +110,6 @@ class CacheStats:
     loads: int = 0
     entries: int = 0
     bytes: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ResolverCache:
@@ -135,44 +157,44 @@ class ResolverCache:
         """A fresh entry, or the result of ``load`` shared with every concurrent caller.
 
         ``load`` returns None when the identifier does not exist; that answer is cached
-        briefly and raised as :class:`HandleNotFound`.
+        briefly and raised as :class:`HandleNotFound`. The load runs in its own task, so a
+        caller that goes away (a client hanging up) does not cancel it for the others.
         """
         entry = self.fresh(key)
         if entry is None:
-            flight = self._flights.get(key)
-            if flight is None:
-                entry = await self._load(key, load)
-            else:
-                entry = await asyncio.shield(flight.future)
+            flight = self._flights.get(key) or self._start(key, load)
+            entry = await asyncio.shield(flight.task)
         if not entry.found:
             raise HandleNotFound.of(key)
         return entry
 
-    async def _load(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
+    def _start(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> _Flight:
         self.stats.misses += 1
         self.stats.loads += 1
-        flight = _Flight(asyncio.get_running_loop().create_future())
+        flight = _Flight()
+        flight.task = asyncio.get_running_loop().create_task(self._load(key, load, flight))
+        flight.task.add_done_callback(_retrieve)
         self._flights[key] = flight
+        return flight
+
+    async def _load(
+        self, key: str, load: Callable[[], Awaitable[Record | None]], flight: _Flight
+    ) -> Entry:
         try:
-            record = await load()
-            entry = self._entry_for(key, record)
+            entry = self._entry_for(key, await load())
             if not flight.invalidated:
                 self._store(key, entry)
-        except BaseException as exc:
-            flight.future.set_exception(exc)
-            flight.future.exception()  # a flight nobody else awaited must not warn
-            raise
+            return entry
         finally:
-            del self._flights[key]
-        flight.future.set_result(entry)
-        return entry
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     def _entry_for(self, key: str, record: Record | None) -> Entry:
         now = self.clock()
         if record is None:
             return Entry(key, b"", b"", "", self.negative_ttl, now + self.negative_ttl, 0.0, False)
         ttl = min(record.min_ttl() or 0, self.max_ttl) if record.values else self.max_ttl
-        return make_entry(record, ttl=ttl, now=now, stale_ttl=self.stale_ttl)
+        return make_entry(record, ttl=ttl, now=now, stale_ttl=self.stale_ttl, key=key)
 
     def _store(self, key: str, entry: Entry) -> None:
         if not self.enabled or entry.ttl <= 0 or entry.size > self.max_bytes:
@@ -203,7 +225,8 @@ class ResolverCache:
 
     def evict(self, key: str) -> None:
         """Forget ``key`` now, and keep a load already under way from caching its result."""
-        flight = self._flights.get(key)
+        # A read that starts after this must not join a load that started before it.
+        flight = self._flights.pop(key, None)
         if flight is not None:
             flight.invalidated = True
         self._drop(key)
@@ -212,6 +235,7 @@ class ResolverCache:
     def clear(self) -> None:
         for flight in self._flights.values():
             flight.invalidated = True
+        self._flights.clear()
         self._entries.clear()
         self._bytes = 0
         self._sync_stats()

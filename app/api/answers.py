@@ -59,9 +59,14 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag in candidates
 
 
+def error_answer(status: int, code: int, handle: str, message: str) -> tuple[int, Headers, bytes]:
+    """A Handle API error, as ``app.api.errors`` renders it for the routed path."""
+    body = handle_error_body(code, handle, message)
+    return status, [("content-length", str(len(body))), ("content-type", JSON)], body
+
+
 def not_found_answer(handle: str) -> tuple[int, Headers, bytes]:
     """The 404 of an identifier known not to exist (a negative cache entry)."""
-    body = handle_error_body(
-        HandleNotFound.response_code, handle, HandleNotFound.of(handle).message
+    return error_answer(
+        404, HandleNotFound.response_code, handle, HandleNotFound.of(handle).message
     )
-    return 404, [("content-length", str(len(body))), ("content-type", JSON)], body

@@ -40,6 +40,7 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.PrefixTaken: (409, 101),
 }
 HANDLE_API = "/api/handles/"
+INTERNAL_ERROR = "internal error; the operation was not completed"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="idnode", Bearer'}
 
 
@@ -93,7 +94,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("api.unexpected_error", extra={"path": request.url.path})
-    return error_response(request, exc, 500, 2, "internal error; the operation was not completed")
+    return error_response(request, exc, 500, 2, INTERNAL_ERROR)
 
 
 def install(app: FastAPI) -> None:

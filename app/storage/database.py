@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.settings import Settings
+from app.storage.handles import PostgresStore, SqlStore
+from resolver.engine import Store
 
 
 def _json_dumps(value: Any) -> str:
@@ -46,6 +49,8 @@ class Database:
                 json_deserializer=orjson.loads,
             )
             self.write_engine = self.engine
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
         self.read_session = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_session = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -74,7 +79,26 @@ class Database:
 
         return engine
 
+    @property
+    def asyncpg_dsn(self) -> str:
+        """asyncpg's own DSN for the database (no SQLAlchemy driver suffix)."""
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def store(self) -> Store:
+        """The resolver's store: raw asyncpg on PostgreSQL (opened here), SQLAlchemy on SQLite."""
+        if self.is_sqlite:
+            return SqlStore(self.engine)
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.asyncpg_dsn,
+                min_size=1,
+                max_size=self._settings.database_pool_size,
+            )
+        return PostgresStore(self._pool)
+
     async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from resolver.cache import ResolverCache
 
 CHANNEL = "idnode_invalidate"
+LISTENER_NAME = "idnode-cache-listener"
 log = logging.getLogger("app.storage.invalidation")
 
 
@@ -60,7 +61,9 @@ class PostgresListener:
         while True:
             lost = asyncio.Event()
             try:
-                connection = await asyncpg.connect(self._dsn)
+                connection = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": LISTENER_NAME}
+                )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
                 await asyncio.sleep(backoff)
@@ -114,8 +117,3 @@ class SqliteWatcher:
                     self._cache.clear()
                 last = version
                 await asyncio.sleep(self._interval)
-
-
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg's own DSN from a SQLAlchemy URL."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
