@@ -71,6 +71,10 @@ def lookup_app() -> Any:
     return app
 
 
+async def _no_reset(_connection: Any) -> None:
+    pass
+
+
 async def _lifespan(receive: Any, send: Any, startup: Any = None) -> None:
     while True:
         message = await receive()

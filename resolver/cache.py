@@ -21,7 +21,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -88,16 +88,22 @@ def _compact(data: bytes) -> bytes:
     return memoryview(data).tobytes()
 
 
+class _Abandoned(Exception):
+    """The caller running a shared load went away before it finished."""
+
+
 @dataclass(slots=True)
 class _Flight:
-    task: asyncio.Task[Entry] = field(init=False)
+    future: asyncio.Future[Entry]
     invalidated: bool = False
 
-
-def _retrieve(task: asyncio.Task[Entry]) -> None:
-    """Mark a load's error as seen: every waiter may have gone before it finished."""
-    if not task.cancelled():
-        task.exception()
+    def settle(self, *, entry: Entry | None = None, exception: BaseException | None = None) -> None:
+        if exception is not None:
+            self.future.set_exception(exception)
+            self.future.exception()  # nobody may be waiting; the error must not warn later
+        else:
+            assert entry is not None
+            self.future.set_result(entry)
 
 
 @dataclass
@@ -157,33 +163,42 @@ class ResolverCache:
         """A fresh entry, or the result of ``load`` shared with every concurrent caller.
 
         ``load`` returns None when the identifier does not exist; that answer is cached
-        briefly and raised as :class:`HandleNotFound`. The load runs in its own task, so a
-        caller that goes away (a client hanging up) does not cancel it for the others.
+        briefly and raised as :class:`HandleNotFound`. The first caller runs the load itself
+        (no extra task on the common path); should it be cancelled (a client hanging up),
+        the callers waiting on it start over instead of failing with it.
         """
-        entry = self.fresh(key)
-        if entry is None:
-            flight = self._flights.get(key) or self._start(key, load)
-            entry = await asyncio.shield(flight.task)
-        if not entry.found:
-            raise HandleNotFound.of(key)
-        return entry
+        while True:
+            entry = self.fresh(key)
+            if entry is None:
+                flight = self._flights.get(key)
+                if flight is None:
+                    entry = await self._load(key, load)
+                else:
+                    try:
+                        entry = await asyncio.shield(flight.future)
+                    except _Abandoned:
+                        continue
+            if not entry.found:
+                raise HandleNotFound.of(key)
+            return entry
 
-    def _start(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> _Flight:
+    async def _load(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
         self.stats.misses += 1
         self.stats.loads += 1
-        flight = _Flight()
-        flight.task = asyncio.get_running_loop().create_task(self._load(key, load, flight))
-        flight.task.add_done_callback(_retrieve)
+        flight = _Flight(asyncio.get_running_loop().create_future())
         self._flights[key] = flight
-        return flight
-
-    async def _load(
-        self, key: str, load: Callable[[], Awaitable[Record | None]], flight: _Flight
-    ) -> Entry:
         try:
             entry = self._entry_for(key, await load())
             if not flight.invalidated:
                 self._store(key, entry)
+        except asyncio.CancelledError:
+            flight.settle(exception=_Abandoned())
+            raise
+        except BaseException as exc:
+            flight.settle(exception=exc)
+            raise
+        else:
+            flight.settle(entry=entry)
             return entry
         finally:
             if self._flights.get(key) is flight:

@@ -30,6 +30,12 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """The resolver's pool runs single read-only statements, which leave no session state
+    behind; asyncpg's default reset would add a round trip (RESET ALL; UNLISTEN; ...) to
+    every lookup."""
+
+
 class Database:
     """The node's engines and session factories, built in the lifespan and disposed there."""
 
@@ -93,6 +99,7 @@ class Database:
                 self.asyncpg_dsn,
                 min_size=1,
                 max_size=self._settings.database_pool_size,
+                reset=_no_reset,
             )
         return PostgresStore(self._pool)
 
