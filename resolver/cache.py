@@ -26,9 +26,11 @@ from dataclasses import dataclass
 import orjson
 
 from resolver.errors import HandleNotFound
+from resolver.identifier import PREFIX_RECORD_PREFIX
 from resolver.record import Record, encode, record_body
 from resolver.values import value_json, values_from_stored
 
+PREFIX_RECORD = PREFIX_RECORD_PREFIX + "/"
 # Bytes per entry beyond its byte strings (slots object, LRU link, key, etag), as measured by
 # loadtests/bench_cache_memory.py; keeps the byte bound close to resident memory.
 ENTRY_OVERHEAD = 380
@@ -239,13 +241,24 @@ class ResolverCache:
     # --- invalidation ---
 
     def evict(self, key: str) -> None:
-        """Forget ``key`` now, and keep a load already under way from caching its result."""
+        """Forget ``key`` now, and keep a load already under way from caching its result.
+
+        A prefix record (``0.NA/<prefix>``) decides where that prefix is resolved, so
+        changing it also forgets every answer cached under the prefix.
+        """
+        self._evict_one(key)
+        if key.startswith(PREFIX_RECORD):
+            under = key[len(PREFIX_RECORD) :] + "/"
+            for cached in [k for k in (*self._entries, *self._flights) if k.startswith(under)]:
+                self._evict_one(cached)
+        self._sync_stats()
+
+    def _evict_one(self, key: str) -> None:
         # A read that starts after this must not join a load that started before it.
         flight = self._flights.pop(key, None)
         if flight is not None:
             flight.invalidated = True
         self._drop(key)
-        self._sync_stats()
 
     def clear(self) -> None:
         for flight in self._flights.values():

@@ -249,7 +249,9 @@ async def test_stats_track_entries_and_bytes(clock: FakeClock) -> None:
     assert cache.stats.entries == 6 == len(cache)
     assert cache.stats.bytes == sum(e.size for e in entries.values()) + negative_size
     for entry in entries.values():
-        assert entry.size == len(entry.stored) + len(entry.body) + len(entry.handle) + ENTRY_OVERHEAD
+        assert (
+            entry.size == len(entry.stored) + len(entry.body) + len(entry.handle) + ENTRY_OVERHEAD
+        )
 
     cache.evict("88.999.1/K2")
     del entries["88.999.1/K2"]
@@ -794,3 +796,18 @@ async def test_unreachable_upstream_is_answered_from_stale(clock: FakeClock) -> 
     clock.at(160)
     with pytest.raises(UpstreamUnavailable):
         await resolver.resolve(parse_handle("21.T11148/abc"))
+
+
+async def test_changing_a_prefix_record_forgets_answers_under_that_prefix(clock: FakeClock) -> None:
+    # Delegating 88.999.7 to an enterprise node must not leave its earlier "not found"
+    # answers (or stale records) in place until they expire.
+    cache = cache_with(clock)
+    for key in ("88.999.7/A", "88.999.7/B", "88.999.70/C"):
+        with pytest.raises(HandleNotFound):
+            await load(cache, key, None)
+    await load(cache, "0.NA/88.999.7", record("0.NA/88.999.7", 3600))
+    cache.evict("0.NA/88.999.7")
+    assert "88.999.7/A" not in cache
+    assert "88.999.7/B" not in cache
+    assert "0.NA/88.999.7" not in cache
+    assert "88.999.70/C" in cache  # another prefix that merely starts alike
