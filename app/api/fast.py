@@ -48,8 +48,9 @@ class FastResolve:
             if name in _SLOW_HEADERS:
                 await self.app(scope, receive, send)
                 return
-            if name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
+            if name == b"if-none-match":  # repeated lines form one list (RFC 9110 5.3)
+                tag = value.decode("latin-1")
+                if_none_match = tag if if_none_match is None else f"{if_none_match}, {tag}"
         resolver: Any = scope["app"].state.node.resolver
         text = scope["path"][_SKIP:]
         entry = resolver.cache.fresh(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from app.api.answers import Headers, answer, cache_control, etag_of, public_answer
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
@@ -75,6 +75,7 @@ def _answer(record: Record, *, status: int = 200, code: int = 1, pretty: bool = 
 )
 async def resolve(
     handle: str,
+    request: Request,
     node: NodeDep,
     principal: CallerDep,
     types: TypeFilter = [],  # noqa: B006 - FastAPI copies defaults
@@ -91,7 +92,6 @@ async def resolve(
             "(303 referral) instead of asking that node."
         ),
     ] = False,
-    if_none_match: Annotated[str | None, Header()] = None,
     x_idnode_hops: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_idnode_via: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
@@ -103,6 +103,8 @@ async def resolve(
     """
     parsed = parse_handle(handle)
     resolver = node.resolver
+    # Repeated If-None-Match lines form one list (RFC 9110 section 5.3).
+    if_none_match = ", ".join(request.headers.getlist("if-none-match")) or None
     if referral and resolver.is_local(parsed) and parsed.prefix != PREFIX_RECORD_PREFIX:
         site = await resolver.site_of(parsed.prefix)
         if site is not None:
