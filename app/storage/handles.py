@@ -42,11 +42,26 @@ class PostgresStore:
 
     _FETCH = f"SELECT values::text FROM {HandleRow.__tablename__} WHERE handle = $1"  # noqa: S608
 
+    # What a restarted or failed-over database leaves in the pool: connections that are dead,
+    # or that saw the server's shutdown message mid-way and are stuck. A lookup that meets one
+    # has every pooled connection replaced and reads again, once.
+    _CONNECTION_LOST = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        ConnectionError,
+    )
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def fetch(self, handle: str) -> Record | None:
-        stored = await self._pool.fetchval(self._FETCH, handle)
+        try:
+            stored = await self._pool.fetchval(self._FETCH, handle)
+        except self._CONNECTION_LOST:
+            await self._pool.expire_connections()
+            stored = await self._pool.fetchval(self._FETCH, handle)
         if stored is None:
             return None
         return Record(handle, values_from_stored(orjson.loads(stored)))

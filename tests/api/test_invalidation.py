@@ -362,3 +362,42 @@ def test_sqlite_write_on_a_reaches_b_within_100ms(
         assert elapsed < SQLITE_LIMIT, (
             f"B still answered the deleted identifier after {elapsed:.3f}s"
         )
+
+
+def test_postgres_nodes_carry_on_when_every_connection_is_dropped(pg_pair: Pair) -> None:
+    """What a database restart does to the nodes: every connection of theirs is cut at once.
+
+    Resolves (cache misses, served by the store pool), writes (the SQLAlchemy pool) and
+    invalidation (the listener) all work again without an error answer to any client.
+    """
+    pair = pg_pair
+    database = pair.database
+    assert database is not None
+    with httpx.Client(timeout=5) as http:
+        put(pair, "MILK-4", "https://trace.example.com/milk4/before")
+        cached_on_b(pair, http, "MILK-4", "https://trace.example.com/milk4/before")
+        put(pair, "MILK-5", "https://trace.example.com/milk5")
+        before = listener_pids(database)
+        cut = pg(
+            database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        assert len(cut) >= 4, f"expected the nodes' pools and listeners, cut {len(cut)}"
+
+        # Right away: not cached anywhere yet, both nodes must read it from the store.
+        for node in (pair.a, pair.b):
+            answer = http.get(pair.handle_url(node, "MILK-5"))
+            assert url_of(answer) == "https://trace.example.com/milk5", answer.text
+        put(pair, "MILK-5", "https://trace.example.com/milk5/changed")
+        listeners_back(database, before)
+        put(pair, "MILK-4", "https://trace.example.com/milk4/after")
+        elapsed, _ = wait_on_b(
+            pair,
+            http,
+            "MILK-4",
+            lambda r: url_of(r) == "https://trace.example.com/milk4/after",
+            timeout=5,
+        )
+        assert elapsed < LIMIT, f"B saw the change after {elapsed * 1000:.0f} ms"
