@@ -126,7 +126,12 @@ def _run_server(server: str, *, host: str, port: int, workers: int) -> None:
         return
     import uvicorn
 
-    uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="info")
+    # No access log line per request (granian writes none either): at tens of thousands of
+    # resolves a second it would cost more than answering them.
+    uvicorn.run(
+        target, factory=True, host=host, port=port, workers=workers, log_level="info",
+        access_log=False,
+    )  # fmt: skip
 
 
 def _announce_operator_token(settings: Settings) -> None:
