@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 import jinja2
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from app.api import enterprises, errors, handles, node, proxy
 from app.api.fast import FastResolve
@@ -23,6 +24,17 @@ from resolver.engine import Resolver
 from resolver.upstream import HandleRestClient
 
 VERSION = "0.1.0"
+
+
+class NodeApp(FastAPI):
+    """FastAPI with the lean resolve path (``app/api/fast.py``) in front of everything."""
+
+    lean: FastResolve | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.lean is not None and await self.lean(scope, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await sync
                 await database.dispose()
 
-    app = FastAPI(
+    app = NodeApp(
         title="idnode",
         version=VERSION,
         summary="Identifier-resolution secondary node, Handle REST compatible",
@@ -76,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     if settings.lean_resolve:
-        app.add_middleware(FastResolve)
+        app.lean = FastResolve(app.state)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(node.router)
