@@ -61,7 +61,7 @@ async def grant(
     a whole prefix of the caller, until ``expiresAt`` or until revoked."""
     created = await service.create_grant(
         session,
-        principal,
+        principal=principal,
         grantee=payload.grantee,
         scope=payload.scope,
         expires_at=payload.expiresAt,
@@ -73,13 +73,15 @@ async def grant(
 async def grants(node: NodeDep, principal: CallerDep) -> list[dict[str, object]]:
     """The caller's grants that are not revoked (the operator: every enterprise's)."""
     async with node.database.read_session() as session:
-        return [service.grant_json(g) for g in await service.grants_of(session, principal)]
+        return [
+            service.grant_json(g) for g in await service.grants_of(session, principal=principal)
+        ]
 
 
 @router.delete("/grants/{grant_id}", status_code=204)
 async def revoke_grant(grant_id: str, principal: CallerDep, session: WriteSession) -> Response:
     """Revoke a grant; the next request of the grantee no longer reads what it covered."""
-    await service.revoke_grant(session, principal, grant_id)
+    await service.revoke_grant(session, principal=principal, grant_id=grant_id)
     return Response(status_code=204)
 
 
@@ -89,18 +91,20 @@ async def issue_reader(
 ) -> dict[str, object]:
     """A read-only bearer token for a regulator or a customer (shown this once). It reads
     public values, and restricted ones where a grant names its id."""
-    return (await service.issue_reader(session, principal, name=payload.name)).as_json()
+    return (await service.issue_reader(session, principal=principal, name=payload.name)).as_json()
 
 
 @router.get("/reader-tokens", response_model=list[ReaderOut])
 async def readers(node: NodeDep, principal: CallerDep) -> list[dict[str, object]]:
     """The caller's reader tokens that are not revoked."""
     async with node.database.read_session() as session:
-        return [service.reader_json(r) for r in await service.readers_of(session, principal)]
+        return [
+            service.reader_json(r) for r in await service.readers_of(session, principal=principal)
+        ]
 
 
 @router.delete("/reader-tokens/{reader_id}", status_code=204)
 async def revoke_reader(reader_id: str, principal: CallerDep, session: WriteSession) -> Response:
     """Revoke a reader token; it stops authenticating at once."""
-    await service.revoke_reader(session, principal, reader_id)
+    await service.revoke_reader(session, principal=principal, reader_id=reader_id)
     return Response(status_code=204)

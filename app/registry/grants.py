@@ -67,7 +67,7 @@ def reader_json(reader: ReaderToken) -> dict[str, object]:
     return {"id": reader.id, "name": reader.name, "createdAt": _iso(reader.created_at)}
 
 
-async def issue_reader(session: AsyncSession, principal: Principal, *, name: str) -> IssuedReader:
+async def issue_reader(session: AsyncSession, *, principal: Principal, name: str) -> IssuedReader:
     """A new read-only token (shown once) owned by the calling enterprise."""
     require_enterprise(principal)
     assert principal.enterprise_id is not None
@@ -94,13 +94,13 @@ async def issue_reader(session: AsyncSession, principal: Principal, *, name: str
     return IssuedReader(reader, token)
 
 
-async def readers_of(session: AsyncSession, principal: Principal) -> list[ReaderToken]:
+async def readers_of(session: AsyncSession, *, principal: Principal) -> list[ReaderToken]:
     require_enterprise(principal)
     assert principal.enterprise_id is not None
     return await repo.readers_of(session, principal.enterprise_id)
 
 
-async def revoke_reader(session: AsyncSession, principal: Principal, reader_id: str) -> None:
+async def revoke_reader(session: AsyncSession, *, principal: Principal, reader_id: str) -> None:
     """The token stops working at once."""
     require_enterprise(principal)
     reader = await repo.reader(session, reader_id)
@@ -149,8 +149,8 @@ def _scope(principal: Principal, scope: str) -> str:
 
 async def create_grant(
     session: AsyncSession,
-    principal: Principal,
     *,
+    principal: Principal,
     grantee: str,
     scope: str,
     expires_at: datetime | None,
@@ -192,7 +192,7 @@ async def create_grant(
     return await repo.add_grant(session, grant)
 
 
-async def grants_of(session: AsyncSession, principal: Principal) -> list[Grant]:
+async def grants_of(session: AsyncSession, *, principal: Principal) -> list[Grant]:
     """The caller's unrevoked grants (expired ones included, marked by ``expiresAt``); the
     operator sees every enterprise's."""
     if principal.is_operator:
@@ -201,7 +201,7 @@ async def grants_of(session: AsyncSession, principal: Principal) -> list[Grant]:
     return await repo.grants_by(session, principal.enterprise_id)
 
 
-async def revoke_grant(session: AsyncSession, principal: Principal, grant_id: str) -> Grant:
+async def revoke_grant(session: AsyncSession, *, principal: Principal, grant_id: str) -> Grant:
     """Takes effect on the next request (grants are never cached)."""
     if not principal.is_operator:
         require_enterprise(principal)
