@@ -122,7 +122,9 @@ async def put_record(
             merged = _with_admin(list(values), handle)
         final = _stamped(merged, existing or (), now)
         if existing is not None:
-            await repo.replace(session, handle=name, values=final, now=now, actor=actor)
+            await repo.replace(
+                session, handle=name, values=final, now=now, actor=actor, before=stored
+            )
             return Record(name, values_from_stored(final)), False
         if await repo.insert(
             session, handle=name, prefix=handle.prefix, values=final, now=now, actor=actor
@@ -266,7 +268,7 @@ async def delete_record(
         raise HandleNotFound.of(name)
     now = clock.now()
     if not indexes:
-        await repo.remove(session, name, now=now, actor=principal.actor)
+        await repo.remove(session, name, now=now, actor=principal.actor, before=stored)
         return None
     existing = values_from_stored(stored)
     present = {v.index for v in existing}
@@ -275,7 +277,9 @@ async def delete_record(
         raise ValuesNotFound(f"handle {name} has no value with index {missing[0]}")
     kept = [v for v in existing if v.index not in indexes]
     final = [value_json(v) for v in kept]
-    await repo.replace(session, handle=name, values=final, now=now, actor=principal.actor)
+    await repo.replace(
+        session, handle=name, values=final, now=now, actor=principal.actor, before=stored
+    )
     return Record(name, tuple(kept))
 
 

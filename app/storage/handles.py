@@ -110,18 +110,21 @@ async def replace(
     now: datetime,
     actor: str,
     history: bool = True,
+    before: list[dict[str, Any]] | None = None,
 ) -> None:
     """Replace the values of an existing row (which the caller holds locked).
 
-    A write that changes nothing records no history entry (a retried PUT is not a change).
+    ``before``: the values the caller read under its lock (read again when not given). A write
+    that changes nothing records no history entry (a retried PUT is not a change).
     """
-    before = await lock(session, handle) if history else None
+    if history and before is None:
+        before = await lock(session, handle)
     await session.execute(
         update(HandleRow).where(HandleRow.handle == handle).values(values=values, updated_at=now)
     )
     await touched(session, [handle])
     await history_repo.index_references(session, handle, values)
-    if before is not None:
+    if history and before is not None:
         changed = history_repo.changed_indexes(before, values)
         if changed:
             await history_repo.record(
@@ -136,14 +139,22 @@ async def replace(
 
 
 async def remove(
-    session: AsyncSession, handle: str, *, now: datetime, actor: str, history: bool = True
+    session: AsyncSession,
+    handle: str,
+    *,
+    now: datetime,
+    actor: str,
+    history: bool = True,
+    before: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Delete the row. Its history stays; the delete entry holds the values it had."""
-    before = await lock(session, handle) if history else None
+    """Delete the row. Its history stays; the delete entry holds the values it had
+    (``before``, as the caller read them under its lock, or read again here)."""
+    if history and before is None:
+        before = await lock(session, handle)
     result = await session.execute(delete(HandleRow).where(HandleRow.handle == handle))
     await touched(session, [handle])
     await history_repo.drop_references(session, handle)
-    if before is not None:
+    if history and before is not None:
         await history_repo.record(
             session,
             handle=handle,

@@ -35,17 +35,15 @@ async def record(
     actor: str,
     at: datetime,
 ) -> None:
-    """Append a history entry. Writers hold the identifier's row (or its insert) here, so the
-    next version number cannot be taken by a concurrent writer."""
-    latest = (
-        await session.execute(
-            select(func.max(HistoryEntry.version)).where(HistoryEntry.handle == handle)
-        )
-    ).scalar_one_or_none()
+    """Append a history entry, numbered next in one statement. Writers hold the identifier's
+    row (or its insert) here, so no concurrent writer can take the same number."""
+    version = select(func.coalesce(func.max(HistoryEntry.version), 0) + 1).where(
+        HistoryEntry.handle == handle
+    )
     await session.execute(
         insert(HistoryEntry).values(
             handle=handle,
-            version=(latest or 0) + 1,
+            version=version.scalar_subquery(),
             operation=operation,
             values=values,
             changed=changed,
