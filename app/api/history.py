@@ -44,7 +44,6 @@ async def trace_of(
     """Walk the references between identifiers (unit -> case -> pallet, raw batch -> product
     batch) breadth first, each identifier once, at most ``MAX_NODES`` of them; references in
     values the caller may not read are not followed."""
-    trace.check_walk(direction, depth)
     parsed = parse_handle(handle)
     async with node.database.read_session() as session:
         walked = await trace.trace(

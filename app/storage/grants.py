@@ -46,10 +46,15 @@ async def readers_of(session: AsyncSession, enterprise_id: int) -> list[ReaderTo
 
 
 async def revoke_reader(session: AsyncSession, reader: ReaderToken, *, now: datetime) -> None:
-    """The token stops authenticating at once (its credential is revoked with it)."""
+    """The token stops authenticating at once (its credential and grants go with it)."""
     reader.revoked_at = now
     await session.execute(
         update(Credential).where(Credential.id == reader.credential_id).values(revoked_at=now)
+    )
+    await session.execute(
+        update(Grant)
+        .where(Grant.grantee_reader_id == reader.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
     await session.flush()
 

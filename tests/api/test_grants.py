@@ -159,6 +159,7 @@ async def test_a_revoked_reader_token_stops_authenticating(
 ) -> None:
     issued = await reader(client, world["owner"], "Customer")
     as_reader = {"Authorization": f"Bearer {issued['token']}"}
+    await grant(client, world["owner"], issued["id"], world["milk"])
     revoked = await client.delete(
         f"/api/v1/reader-tokens/{issued['id']}", headers=bearer(world["owner"])
     )
@@ -168,6 +169,8 @@ async def test_a_revoked_reader_token_stops_authenticating(
     assert answer.json()["responseCode"] == 402
     listed = await client.get("/api/v1/reader-tokens", headers=bearer(world["owner"]))
     assert listed.json() == []
+    grants = await client.get("/api/v1/grants", headers=bearer(world["owner"]))
+    assert grants.json() == []  # its grants went with it
     foreign = await client.delete(
         f"/api/v1/reader-tokens/{issued['id']}", headers=bearer(world["rival"])
     )

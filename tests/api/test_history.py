@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -207,3 +208,20 @@ async def test_liveness_writes_can_skip_history_but_keep_references(app: Any) ->
         targets = (await session.execute(select(HandleReference.target))).scalars().all()
     assert [(e.operation, e.actor) for e in entries] == [("create", "gateway:test")]
     assert targets == ["88.999.9/LINE-1"]
+
+
+async def test_concurrent_writers_get_one_entry_each(client: httpx.AsyncClient) -> None:
+    dairy = await create_enterprise(client)
+    handle = f"{dairy['prefix']}/MILK-RACE"
+    urls = [f"{V1}?writer={i}" for i in range(8)]
+    answers = await asyncio.gather(
+        *(
+            client.put(f"/api/handles/{handle}", json=[url_value(u)], headers=bearer(dairy))
+            for u in urls
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    changes = (await history(client, handle))["changes"]
+    assert [c["version"] for c in changes] == list(range(1, 9))
+    assert [c["operation"] for c in changes] == ["create"] + ["update"] * 7
+    assert {values_by_index(c)[1] for c in changes} == set(urls)
