@@ -86,13 +86,16 @@ async def test_revoking_takes_effect_at_once(
     assert again.status_code == 404
 
 
-async def test_the_operator_sees_every_grant(
+async def test_the_operator_sees_and_revokes_every_grant(
     client: httpx.AsyncClient, world: dict[str, Any]
 ) -> None:
     made = await grant(client, world["owner"], world["rival"]["prefix"], world["milk"])
     listed = await client.get("/api/v1/grants", headers=OPERATOR)
     assert [g["id"] for g in listed.json()] == [made["id"]]
     assert (await client.get("/api/v1/grants", headers=bearer(world["rival"]))).json() == []
+    revoked = await client.delete(f"/api/v1/grants/{made['id']}", headers=OPERATOR)
+    assert revoked.status_code == 204
+    assert await restricted_of(client, world["milk"], bearer(world["rival"])) is None
 
 
 async def test_a_reader_token_reads_public_values_and_what_it_was_granted(
