@@ -1,7 +1,8 @@
-"""Who is calling: the operator, an enterprise, or anyone.
+"""Who is calling: the operator, an enterprise, a reader token, or anyone.
 
 Handle clients authenticate with HTTP Basic ``300:<prefix>/ADMIN`` (user percent-encoded) and
-the enterprise secret; everything else may send ``Bearer <token>``.
+the enterprise secret; everything else may send ``Bearer <token>``. A reader token (issued by
+an enterprise for a regulator or a customer) may only read.
 """
 
 from __future__ import annotations
@@ -30,10 +31,24 @@ _UNENCODED_USER = re.compile(r"(\d+:[^:]+/ADMIN):(.*)", re.DOTALL)
 class Principal:
     """An authenticated caller (or the anonymous one)."""
 
-    kind: str  # anonymous | operator | enterprise
+    kind: str  # anonymous | operator | enterprise | reader
     enterprise_id: int | None = None
     prefixes: frozenset[str] = field(default_factory=frozenset)
     active: bool = True
+    reader_id: str | None = None
+
+    @property
+    def is_reader(self) -> bool:
+        return self.kind == "reader"
+
+    @property
+    def actor(self) -> str:
+        """Who this is in an identifier's history."""
+        if self.kind == "enterprise" and self.prefixes:
+            return f"enterprise:{min(self.prefixes)}"
+        if self.kind == "reader":
+            return f"reader:{self.reader_id}"
+        return self.kind
 
     @property
     def is_operator(self) -> bool:
@@ -73,10 +88,15 @@ async def _bearer(session: AsyncSession, token: str, operator_token: str | None)
     if operator_token is not None and hmac.compare_digest(token.encode(), operator_token.encode()):
         return OPERATOR
     credential = await repo.active_credential(session, digest(token))
-    if credential is None or credential.kind not in {"operator", "token"}:
+    if credential is None or credential.kind not in {"operator", "token", "reader"}:
         raise AuthenticationFailed("the bearer token is not valid (unknown or revoked)")
     if credential.kind == "operator":
         return OPERATOR
+    if credential.kind == "reader":
+        reader_id = await repo.reader_of(session, credential.id)
+        if reader_id is None:
+            raise AuthenticationFailed("the bearer token is not valid (unknown or revoked)")
+        return Principal("reader", reader_id=reader_id)
     assert credential.enterprise_id is not None
     return await _enterprise(session, credential.enterprise_id)
 

@@ -41,3 +41,11 @@ class InvalidRequest(NodeError):
 
 class RequestTooLarge(NodeError):
     """The request body exceeds the configured limit."""
+
+
+class GrantNotFound(NodeError):
+    """No grant with that id was made by the caller (or it was revoked)."""
+
+
+class ReaderTokenNotFound(NodeError):
+    """The caller issued no active reader token with that id."""

@@ -13,7 +13,7 @@ import jinja2
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import enterprises, errors, handles, node, proxy
+from app.api import enterprises, errors, grants, handles, history, node, proxy
 from app.api.fast import FastResolve
 from app.node import Node
 from app.settings import Settings
@@ -91,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.lean = FastResolve(app.state)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
+    app.include_router(grants.router)
+    # Before /api/v1/identifiers/{handle} (whose path parameter would take '.../history').
+    app.include_router(history.router)
     app.include_router(node.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app

@@ -35,7 +35,17 @@ PG_HINT = (
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
-TABLES = ("idempotency_keys", "handles", "credentials", "prefixes", "enterprises")
+TABLES = (
+    "grants",
+    "reader_tokens",
+    "handle_history",
+    "handle_references",
+    "idempotency_keys",
+    "handles",
+    "credentials",
+    "prefixes",
+    "enterprises",
+)
 BACKENDS = ("sqlite", "postgresql")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -9,11 +11,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from app.api.answers import Headers, answer, cache_control, etag_of, public_answer
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
+from app.auth import Principal
 from app.errors import InvalidRequest
 from app.node import Node
 from app.registry import handles as service
+from app.registry import history
 from resolver.engine import SITE_TYPE
-from resolver.errors import ValuesNotFound
+from resolver.errors import NotResponsible, ValuesNotFound
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle
 from resolver.record import Record, encode, record_body
 from resolver.upstream import HOPS_HEADER
@@ -92,6 +96,13 @@ async def resolve(
             "(303 referral) instead of asking that node."
         ),
     ] = False,
+    at: Annotated[
+        str | None,
+        Query(
+            description="ISO 8601 time (e.g. 2026-11-26T08:30:00Z): the record as it was then "
+            "(identifiers this node holds)."
+        ),
+    ] = None,
     x_idnode_hops: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_idnode_via: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
@@ -100,8 +111,13 @@ async def resolve(
     Answers carry an ``ETag`` (``If-None-Match`` gives 304) and, for public answers,
     ``Cache-Control: public, max-age=<remaining lifetime>``. An answer served from an
     expired entry because the node holding it is unreachable says ``X-Idnode-Stale: true``.
+    With ``at=`` the answer comes from the identifier's history, never from the cache.
     """
     parsed = parse_handle(handle)
+    public_only = principal.is_anonymous if publicOnly is None else publicOnly
+    if at is not None:
+        view = View(types, _indexes(index), public_only, pretty)
+        return await _resolve_at(node, principal, parsed, history.parse_moment(at), view)
     resolver = node.resolver
     # Repeated If-None-Match lines form one list (RFC 9110 section 5.3).
     if_none_match = ", ".join(request.headers.getlist("if-none-match")) or None
@@ -111,20 +127,62 @@ async def resolve(
             return await _referral(node, parsed, site, pretty)
     entry = await resolver.resolve(parsed, hops=_hops(x_idnode_hops), via=_via(x_idnode_via))
     now = resolver.cache.clock()
-    public_only = principal.is_anonymous if publicOnly is None else publicOnly
-    privileged = not public_only and service.can_read_restricted(principal, parsed)
+    privileged = not public_only and await _privileged(node, principal, parsed)
     if not (types or index or pretty or privileged):
         return _response(public_answer(entry, now, if_none_match))
-    record = entry.record()
-    view = record.readable_by_admin() if privileged else record.public()
-    selected = view.select(types, _indexes(index))
-    code = 1
-    extra: dict[str, Any] = {}
-    if (types or index) and not selected.values:
-        code, extra = ValuesNotFound.response_code, {"message": "no value matches the filters"}
-    body = encode({**record_body(selected, response_code=code), **extra}, pretty=pretty)
+    body = View(types, _indexes(index), public_only, pretty).body(
+        entry.record(), privileged=privileged
+    )
     control = cache_control(entry, now, public=not privileged)
     return _response(answer(body, etag_of(body), control, if_none_match, stale=entry.stale))
+
+
+@dataclass(frozen=True)
+class View:
+    """What a resolve asked to see of a record."""
+
+    types: list[str]
+    indexes: list[int]
+    public_only: bool
+    pretty: bool
+
+    def body(self, record: Record, *, privileged: bool) -> bytes:
+        selected = history.visible(record, privileged=privileged).select(self.types, self.indexes)
+        code = 1
+        extra: dict[str, Any] = {}
+        if (self.types or self.indexes) and not selected.values:
+            code, extra = ValuesNotFound.response_code, {"message": "no value matches the filters"}
+        return encode({**record_body(selected, response_code=code), **extra}, pretty=self.pretty)
+
+
+async def _privileged(node: Node, principal: Principal, handle: Handle) -> bool:
+    if principal.is_anonymous:
+        return False
+    async with node.database.read_session() as session:
+        return await service.can_read_restricted(session, principal, handle)
+
+
+async def _resolve_at(
+    node: Node, principal: Principal, handle: Handle, at: datetime, view: View
+) -> Response:
+    """The record as it was at ``at``, from history: never from or into the cache."""
+    if not node.resolver.is_local(handle):
+        raise NotResponsible(
+            f"history is kept for identifiers under {node.settings.node_prefix} only"
+        )
+    async with node.database.read_session() as session:
+        record = await history.record_at(session, handle, at)
+        if record is None:
+            raise history.not_at(handle, at)
+        privileged = not view.public_only and await service.can_read_restricted(
+            session, principal, handle
+        )
+    body = view.body(record, privileged=privileged)
+    return Response(
+        body,
+        headers={"etag": etag_of(body), "cache-control": "private, no-cache"},
+        media_type=JSON,
+    )
 
 
 def _response(parts: tuple[int, Headers, bytes]) -> Response:

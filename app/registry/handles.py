@@ -19,6 +19,7 @@ from app.auth import ADMIN_SUFFIX, Principal
 from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied
 from app.registry import clock
 from app.storage import enterprises as enterprise_repo
+from app.storage import grants as grants_repo
 from app.storage import handles as repo
 from resolver.engine import within
 from resolver.errors import (
@@ -58,6 +59,10 @@ async def authorize_write(
         raise AuthenticationRequired(
             "writing needs credentials: Basic 300:<prefix>/ADMIN with the enterprise secret, "
             "or Bearer <token>"
+        )
+    if principal.is_reader:
+        raise PermissionDenied(
+            "a reader token may only read; writing needs the owner's credentials"
         )
     if not principal.active:
         raise PermissionDenied("this enterprise is disabled; its writes are refused")
@@ -103,6 +108,7 @@ async def put_record(
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
     now = clock.now()
+    actor = principal.actor
     while True:
         stored = await repo.lock(session, name)
         existing = values_from_stored(stored) if stored is not None else None
@@ -116,20 +122,32 @@ async def put_record(
             merged = _with_admin(list(values), handle)
         final = _stamped(merged, existing or (), now)
         if existing is not None:
-            await repo.replace(session, handle=name, values=final, now=now)
+            await repo.replace(
+                session, handle=name, values=final, now=now, actor=actor, before=stored
+            )
             return Record(name, values_from_stored(final)), False
-        if await repo.insert(session, handle=name, prefix=handle.prefix, values=final, now=now):
+        if await repo.insert(
+            session, handle=name, prefix=handle.prefix, values=final, now=now, actor=actor
+        ):
             return Record(name, values_from_stored(final)), True
         # Another writer created it between our read and insert: go again as an update.
 
 
 async def write_system_record(
-    session: AsyncSession, *, handle: str, prefix: str, values: list[HandleValue], now: datetime
+    session: AsyncSession,
+    *,
+    handle: str,
+    prefix: str,
+    values: list[HandleValue],
+    now: datetime,
+    actor: str = "node",
 ) -> None:
     """Records the node itself owns (admin identities, prefix records)."""
     final = _stamped(values, (), now)
-    if not await repo.insert(session, handle=handle, prefix=prefix, values=final, now=now):
-        await repo.replace(session, handle=handle, values=final, now=now)
+    if not await repo.insert(
+        session, handle=handle, prefix=prefix, values=final, now=now, actor=actor
+    ):
+        await repo.replace(session, handle=handle, values=final, now=now, actor=actor)
 
 
 def _merge(
@@ -163,7 +181,7 @@ def _with_admin(values: list[HandleValue], handle: Handle) -> list[HandleValue]:
         return values
     used = {v.index for v in values}
     index = next(i for i in range(100, 100 + MAX_VALUES + 2) if i not in used)
-    owner = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
+    owner = owner_prefix(handle)
     admin = HandleValue(
         index=index,
         type="HS_ADMIN",
@@ -248,8 +266,9 @@ async def delete_record(
     stored = await repo.lock(session, name)
     if stored is None:
         raise HandleNotFound.of(name)
+    now = clock.now()
     if not indexes:
-        await repo.remove(session, name)
+        await repo.remove(session, name, now=now, actor=principal.actor, before=stored)
         return None
     existing = values_from_stored(stored)
     present = {v.index for v in existing}
@@ -258,11 +277,30 @@ async def delete_record(
         raise ValuesNotFound(f"handle {name} has no value with index {missing[0]}")
     kept = [v for v in existing if v.index not in indexes]
     final = [value_json(v) for v in kept]
-    await repo.replace(session, handle=name, values=final, now=clock.now())
+    await repo.replace(
+        session, handle=name, values=final, now=now, actor=principal.actor, before=stored
+    )
     return Record(name, tuple(kept))
 
 
-def can_read_restricted(principal: Principal, handle: Handle) -> bool:
-    """The owner and the operator also read values whose permissions deny public read."""
-    owner = handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix
-    return principal.is_operator or principal.owns(owner)
+async def can_read_restricted(session: AsyncSession, principal: Principal, handle: Handle) -> bool:
+    """The one rule for values whose permissions deny public read, on every read path: the
+    owner, the operator, and enterprises or reader tokens the owner granted (unexpired,
+    unrevoked) the identifier or its prefix read them."""
+    owner = owner_prefix(handle)
+    if principal.is_operator or principal.owns(owner):
+        return True
+    if principal.is_anonymous or (principal.enterprise_id is None and principal.reader_id is None):
+        return False
+    return await grants_repo.has_grant(
+        session,
+        enterprise_id=principal.enterprise_id,
+        reader_id=principal.reader_id,
+        scopes=(str(handle), owner),
+        now=clock.now(),
+    )
+
+
+def owner_prefix(handle: Handle) -> str:
+    """The prefix whose enterprise owns ``handle`` (for ``0.NA/<prefix>``, that prefix)."""
+    return handle.suffix if handle.prefix == PREFIX_RECORD_PREFIX else handle.prefix

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.storage.models import Credential, Enterprise, Prefix
+from app.storage.models import Credential, Enterprise, Prefix, ReaderToken
 
 
 async def add_enterprise(session: AsyncSession, *, name: str, now: datetime) -> Enterprise:
@@ -76,11 +76,13 @@ async def set_status(session: AsyncSession, enterprise_id: int, status: str) -> 
 
 async def add_credential(
     session: AsyncSession, *, enterprise_id: int | None, kind: str, secret_hash: str, now: datetime
-) -> None:
-    session.add(
-        Credential(enterprise_id=enterprise_id, kind=kind, secret_hash=secret_hash, created_at=now)
+) -> Credential:
+    credential = Credential(
+        enterprise_id=enterprise_id, kind=kind, secret_hash=secret_hash, created_at=now
     )
+    session.add(credential)
     await session.flush()
+    return credential
 
 
 async def active_credential(session: AsyncSession, secret_hash: str) -> Credential | None:
@@ -113,3 +115,14 @@ async def has_operator_credential(session: AsyncSession) -> bool:
         select(Credential.id).where(Credential.kind == "operator", Credential.revoked_at.is_(None))
     )
     return found.first() is not None
+
+
+async def reader_of(session: AsyncSession, credential_id: int) -> str | None:
+    """The id of the active reader token behind a credential."""
+    return (
+        await session.execute(
+            select(ReaderToken.id).where(
+                ReaderToken.credential_id == credential_id, ReaderToken.revoked_at.is_(None)
+            )
+        )
+    ).scalar_one_or_none()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.storage import history as history_repo
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -77,9 +79,20 @@ async def lock(session: AsyncSession, handle: str) -> list[dict[str, Any]] | Non
 
 
 async def insert(
-    session: AsyncSession, *, handle: str, prefix: str, values: list[dict[str, Any]], now: datetime
+    session: AsyncSession,
+    *,
+    handle: str,
+    prefix: str,
+    values: list[dict[str, Any]],
+    now: datetime,
+    actor: str,
+    history: bool = True,
 ) -> bool:
-    """Create the row; False when a concurrent writer created it first."""
+    """Create the row; False when a concurrent writer created it first.
+
+    Every write (this, :func:`replace`, :func:`remove`) keeps the reference index and, unless
+    ``history=False`` (device liveness updates), a history entry in the same transaction.
+    """
     try:
         async with session.begin_nested():
             session.add(
@@ -90,22 +103,95 @@ async def insert(
     except IntegrityError:
         return False
     await touched(session, [handle])
+    await history_repo.index_references(session, handle, values)
+    if history:
+        await history_repo.record(
+            session,
+            handle=handle,
+            operation="create",
+            values=values,
+            changed=history_repo.changed_indexes((), values),
+            actor=actor,
+            at=now,
+        )
     return True
 
 
 async def replace(
-    session: AsyncSession, *, handle: str, values: list[dict[str, Any]], now: datetime
+    session: AsyncSession,
+    *,
+    handle: str,
+    values: list[dict[str, Any]],
+    now: datetime,
+    actor: str,
+    history: bool = True,
+    before: list[dict[str, Any]] | None = None,
 ) -> None:
+    """Replace the values of an existing row (which the caller holds locked).
+
+    ``before``: the values the caller read under its lock (read again when not given). A write
+    that changes nothing records no history entry (a retried PUT is not a change).
+    """
+    if history and before is None:
+        before = await lock(session, handle)
     await session.execute(
         update(HandleRow).where(HandleRow.handle == handle).values(values=values, updated_at=now)
     )
     await touched(session, [handle])
+    await history_repo.index_references(session, handle, values)
+    if history and before is not None:
+        changed = history_repo.changed_indexes(before, values)
+        if changed:
+            await history_repo.record(
+                session,
+                handle=handle,
+                operation="update",
+                values=values,
+                changed=changed,
+                actor=actor,
+                at=now,
+            )
 
 
-async def remove(session: AsyncSession, handle: str) -> bool:
+async def remove(
+    session: AsyncSession,
+    handle: str,
+    *,
+    now: datetime,
+    actor: str,
+    history: bool = True,
+    before: list[dict[str, Any]] | None = None,
+) -> bool:
+    """Delete the row. Its history stays; the delete entry holds the values it had
+    (``before``, as the caller read them under its lock, or read again here)."""
+    if history and before is None:
+        before = await lock(session, handle)
     result = await session.execute(delete(HandleRow).where(HandleRow.handle == handle))
     await touched(session, [handle])
+    await history_repo.drop_references(session, handle)
+    if history and before is not None:
+        await history_repo.record(
+            session,
+            handle=handle,
+            operation="delete",
+            values=before,
+            changed=history_repo.changed_indexes(before, ()),
+            actor=actor,
+            at=now,
+        )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def stored_many(
+    session: AsyncSession, handles: Collection[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The stored values of each of ``handles`` that exists."""
+    if not handles:
+        return {}
+    rows = await session.execute(
+        select(HandleRow.handle, HandleRow.values).where(HandleRow.handle.in_(handles))
+    )
+    return {h: v for h, v in rows.all()}
 
 
 async def minted_for(session: AsyncSession, *, owner: str, key: str) -> str | None:

@@ -84,3 +84,63 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     handle: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HistoryEntry(Base):
+    """One change of an identifier: the values after a create or update, or before a delete."""
+
+    __tablename__ = "handle_history"
+
+    handle: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    operation: Mapped[str] = mapped_column(String(8))  # create | update | delete
+    values: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    changed: Mapped[list[int]] = mapped_column(JSONDocument)  # indexes added, changed, removed
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HandleReference(Base):
+    """``source`` has a value whose ``references`` name ``target`` (for walking downwards)."""
+
+    __tablename__ = "handle_references"
+
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+    __table_args__ = (Index("ix_handle_references_target_source", "target", "source"),)
+
+
+class ReaderToken(Base):
+    """A read-only bearer token an enterprise issued (its hash lives in ``credentials``)."""
+
+    __tablename__ = "reader_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    credential_id: Mapped[int] = mapped_column(ForeignKey("credentials.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Grant(Base):
+    """An owner lets an enterprise or a reader token read restricted values under ``scope``."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    # Exactly one of the two grantee columns is set.
+    grantee_enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"))
+    grantee_reader_id: Mapped[str | None] = mapped_column(ForeignKey("reader_tokens.id"))
+    grantee: Mapped[str] = mapped_column(String(64))  # as the owner named it
+    scope: Mapped[str] = mapped_column(String(255))  # a handle, or a prefix (no '/')
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_grants_grantee_enterprise_id_scope", "grantee_enterprise_id", "scope"),
+        Index("ix_grants_grantee_reader_id_scope", "grantee_reader_id", "scope"),
+    )

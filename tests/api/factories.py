@@ -1,0 +1,72 @@
+"""Small factories shared by the history, trace, grant and leak tests."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from tests.conftest import bearer
+
+Headers = dict[str, str]
+
+
+def restricted(index: int, vtype: str, data: str, **extra: Any) -> dict[str, Any]:
+    """A value only the owner (and those it granted) may read."""
+    return {"index": index, "type": vtype, "data": data, "permissions": "1100", **extra}
+
+
+def part_of(*handles: str, index: int = 10, vtype: str = "PARENT", **extra: Any) -> dict[str, Any]:
+    """A value referencing the identifiers it belongs to (unit -> case, batch -> raw batch)."""
+    return {
+        "index": index,
+        "type": vtype,
+        "data": handles[0] if handles else "",
+        "references": [{"handle": h, "index": 1} for h in handles],
+        **extra,
+    }
+
+
+async def put(
+    client: httpx.AsyncClient, headers: Headers, handle: str, values: list[Any], status: int = 0
+) -> httpx.Response:
+    answer = await client.put(
+        f"/api/handles/{quote(handle)}", json={"values": values}, headers=headers
+    )
+    assert answer.status_code in ({status} if status else {200, 201}), answer.text
+    return answer
+
+
+async def register(
+    client: httpx.AsyncClient, enterprise: dict[str, Any], suffix: str, values: list[Any]
+) -> str:
+    handle = f"{enterprise['prefix']}/{suffix}"
+    await put(client, bearer(enterprise), handle, values, status=201)
+    return handle
+
+
+async def grant(
+    client: httpx.AsyncClient, owner: dict[str, Any], grantee: str, scope: str, **extra: Any
+) -> dict[str, Any]:
+    answer = await client.post(
+        "/api/v1/grants", json={"grantee": grantee, "scope": scope, **extra}, headers=bearer(owner)
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+async def reader(client: httpx.AsyncClient, owner: dict[str, Any], name: str) -> dict[str, Any]:
+    answer = await client.post("/api/v1/reader-tokens", json={"name": name}, headers=bearer(owner))
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+async def history(client: httpx.AsyncClient, handle: str, headers: Headers | None = None) -> Any:
+    answer = await client.get(f"/api/v1/identifiers/{quote(handle)}/history", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def values_by_index(body: dict[str, Any]) -> dict[int, Any]:
+    return {v["index"]: v["data"]["value"] for v in body["values"]}
