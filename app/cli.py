@@ -22,7 +22,7 @@ from app.settings import Settings
 from app.storage.database import Database
 
 T = TypeVar("T")
-DEFAULT_SERVER = "uvicorn"
+DEFAULT_SERVER = "granian"
 
 
 def _settings() -> Settings:
