@@ -12,9 +12,10 @@ import httpx
 import jinja2
 from fastapi import FastAPI
 
-from app.api import enterprises, errors, handles, node, proxy
+from app.api import enterprises, errors, handles, identifiers, node, proxy, templates
 from app.api.fast import FastResolve
 from app.node import Node
+from app.registry import catalog
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
+        async with database.write_session() as session:
+            await catalog.ensure_bundled(session, node_prefix=settings.node_prefix)
+            await session.commit()
         cache = ResolverCache(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
@@ -80,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(node.router)
+    app.include_router(templates.router)
+    app.include_router(identifiers.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.storage.attributes import forget_record, index_record
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -74,6 +76,7 @@ async def insert(
             )
     except IntegrityError:
         return False
+    await index_record(session, handle, values, fresh=True)
     await touched(session, [handle])
     return True
 
@@ -84,13 +87,27 @@ async def replace(
     await session.execute(
         update(HandleRow).where(HandleRow.handle == handle).values(values=values, updated_at=now)
     )
+    await index_record(session, handle, values, fresh=False)
     await touched(session, [handle])
 
 
 async def remove(session: AsyncSession, handle: str) -> bool:
     result = await session.execute(delete(HandleRow).where(HandleRow.handle == handle))
+    await forget_record(session, handle)
     await touched(session, [handle])
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def stored_values(
+    session: AsyncSession, handles: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The stored values of several identifiers at once (those that exist)."""
+    if not handles:
+        return {}
+    rows = await session.execute(
+        select(HandleRow.handle, HandleRow.values).where(HandleRow.handle.in_(handles))
+    )
+    return {handle: values for handle, values in rows.all()}
 
 
 async def minted_for(session: AsyncSession, *, owner: str, key: str) -> str | None:
