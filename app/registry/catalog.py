@@ -136,11 +136,13 @@ async def set_item_disabled(
 ) -> Template:
     """Disable (or enable again) an item in every version of a template. Identifiers keep the
     values they hold; new registrations and changes may no longer set it."""
+    if principal.is_anonymous:
+        raise AuthenticationRequired("changing a template needs credentials (Bearer <token>)")
     latest = await find(session, principal, reference)
     if latest.owner_prefix is None and not principal.is_operator:
         raise PermissionDenied("only the operator changes node templates")
-    if latest.owner_prefix is not None and principal.is_anonymous:
-        raise AuthenticationRequired("changing a template needs credentials")
+    if not principal.active:
+        raise PermissionDenied("this enterprise is disabled; its writes are refused")
     if latest.item(item_name) is None:
         raise TemplateNotFound(f"template {latest.id} has no item {item_name!r}")
     for row in await repo.versions(session, latest.id):

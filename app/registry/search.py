@@ -24,6 +24,7 @@ from app.registry.template_definitions import Template
 from app.registry.templates import canonical_text, template_reference
 from app.storage import attributes as repo
 from app.storage import handles as handles_repo
+from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle
 from resolver.record import Record
 from resolver.values import values_from_stored
@@ -116,7 +117,9 @@ def _encode(handle: str) -> str:
 
 
 def _decode(cursor: str) -> str:
+    padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        handle = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        return str(parse_handle(handle))
+    except (binascii.Error, UnicodeDecodeError, InvalidHandle) as exc:
         raise InvalidRequest("cursor is not one this node gave out; start without it") from exc
