@@ -131,3 +131,31 @@ async def test_search_refuses_what_it_cannot_answer(client: httpx.AsyncClient) -
         "/api/v1/search", params={"template": "vaccine.unit", "cursor": "%%%"}
     )
     assert bad_cursor.status_code == 400
+
+
+async def test_search_follows_writes_through_the_handle_api(client: httpx.AsyncClient) -> None:
+    maker = await create_enterprise(client, "Beijing Bio")
+    handle = await register(client, maker, unit("202603A", 1))
+    values = (await client.get(f"/api/handles/{handle}", headers=bearer(maker))).json()["values"]
+    for value in values:
+        if value["type"] == "batchNumber":
+            value["data"]["value"] = "202603Z"
+    replaced = await client.put(
+        f"/api/handles/{handle}", json={"values": values}, headers=bearer(maker)
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert (await search(client, **{"attr.batchNumber": "202603A"}))["items"] == []
+    moved = await search(client, **{"attr.batchNumber": "202603Z"})
+    assert [i["handle"] for i in moved["items"]] == [handle]
+
+    removed = await client.delete(
+        f"/api/handles/{handle}", params={"index": 2000}, headers=bearer(maker)
+    )
+    assert removed.status_code == 200
+    reused = await register(client, maker, unit("202603B", 1))  # its traceCode is free again
+    assert (await search(client, **{"attr.traceCode": unit("x", 1)["traceCode"]}))["items"] == [
+        (await client.get(f"/api/v1/identifiers/{reused}")).json()
+    ]
+
+    await client.delete(f"/api/handles/{handle}", headers=bearer(maker))
+    assert (await search(client, **{"attr.batchNumber": "202603Z"}))["items"] == []
