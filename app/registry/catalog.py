@@ -99,6 +99,11 @@ async def create(
     number = earlier[-1].version + 1 if earlier else 1
     if raw.get("version", number) != number:
         raise InvalidTemplate(f"the next version of {name} is {number}")
+    if not isinstance(raw.get("example"), Mapping) or not raw["example"]:
+        raise InvalidTemplate(
+            "example is required: attribute values that satisfy the template (the docs show "
+            "it and anyone trying the API starts from it)"
+        )
     template = parse_template({**raw, "id": name}, version=number)
     if earlier:
         check_successor(_template(earlier[-1]), template)

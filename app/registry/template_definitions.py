@@ -19,7 +19,7 @@ from resolver.identifier import parse_prefix
 
 FIRST_ATTRIBUTE_INDEX = 2000
 MAX_ITEMS = 200
-MAX_TEXT = 600  # characters of one attribute value (kept searchable: see storage/attributes.py)
+MAX_TEXT = 400  # characters of one attribute value (kept searchable: see storage/attributes.py)
 ITEM_TYPES = ("string", "number", "date", "datetime", "reference", "enum")
 VISIBILITIES = ("public", "restricted")
 DATED = frozenset({"date", "datetime"})

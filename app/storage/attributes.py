@@ -21,7 +21,9 @@ from app.storage.models import AttributeValue, UniqueAttributeValue
 TEMPLATE_INDEX = 1001
 TEMPLATE_TYPE = "TEMPLATE"
 FIRST_ATTRIBUTE_INDEX = 2000
-MAX_SEARCHABLE = 600  # characters; longer values (raw Handle writes) are not searchable
+# Characters; longer values (written through the Handle API) are not searchable. With the
+# other key columns this keeps an index entry under PostgreSQL's ~2,700-byte B-tree limit.
+MAX_SEARCHABLE = 400
 ClaimKey = tuple[str, str, str]  # template id, item name, value
 
 
@@ -55,7 +57,7 @@ def _row(
     return {
         "handle": handle,
         "value_index": v["index"],
-        "template_id": template_id[:100],
+        "template_id": template_id[:130],
         "name": name[:128],
         "value": value,
         "restricted": not public,

@@ -91,7 +91,7 @@ class TemplateRow(Base):
 
     __tablename__ = "templates"
 
-    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    id: Mapped[str] = mapped_column(String(130), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     owner_prefix: Mapped[str | None] = mapped_column(String(64))
     definition: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
@@ -107,9 +107,9 @@ class UniqueAttributeValue(Base):
 
     __tablename__ = "unique_attribute_values"
 
-    template_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(130), primary_key=True)
     item_name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(600), primary_key=True)
+    value: Mapped[str] = mapped_column(String(400), primary_key=True)
     handle: Mapped[str] = mapped_column(String(255), index=True)
     value_index: Mapped[int] = mapped_column(Integer)
 
@@ -122,9 +122,9 @@ class AttributeValue(Base):
 
     handle: Mapped[str] = mapped_column(String(255), primary_key=True)
     value_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    template_id: Mapped[str] = mapped_column(String(100))
+    template_id: Mapped[str] = mapped_column(String(130))
     name: Mapped[str] = mapped_column(String(128))
-    value: Mapped[str] = mapped_column(String(600))
+    value: Mapped[str] = mapped_column(String(400))
     restricted: Mapped[bool] = mapped_column(Boolean)
 
     __table_args__ = (

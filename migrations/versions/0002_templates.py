@@ -23,9 +23,9 @@ def upgrade() -> None:
         "attribute_values",
         sa.Column("handle", sa.String(length=255), nullable=False),
         sa.Column("value_index", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("template_id", sa.String(length=100), nullable=False),
+        sa.Column("template_id", sa.String(length=130), nullable=False),
         sa.Column("name", sa.String(length=128), nullable=False),
-        sa.Column("value", sa.String(length=600), nullable=False),
+        sa.Column("value", sa.String(length=400), nullable=False),
         sa.Column("restricted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("handle", "value_index", name=op.f("pk_attribute_values")),
     )
@@ -37,7 +37,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "templates",
-        sa.Column("id", sa.String(length=100), nullable=False),
+        sa.Column("id", sa.String(length=130), nullable=False),
         sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("owner_prefix", sa.String(length=64), nullable=True),
         sa.Column(
@@ -50,9 +50,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "unique_attribute_values",
-        sa.Column("template_id", sa.String(length=100), nullable=False),
+        sa.Column("template_id", sa.String(length=130), nullable=False),
         sa.Column("item_name", sa.String(length=64), nullable=False),
-        sa.Column("value", sa.String(length=600), nullable=False),
+        sa.Column("value", sa.String(length=400), nullable=False),
         sa.Column("handle", sa.String(length=255), nullable=False),
         sa.Column("value_index", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(

@@ -10,7 +10,7 @@ import httpx
 import segno
 
 from app.main import create_app
-from app.registry.bundled_templates import DRUG_BATCH, FOOD_BATCH
+from app.registry.bundled_templates import DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
 from app.settings import Settings
 from tests.conftest import OPERATOR, bearer, create_enterprise
 
@@ -377,3 +377,28 @@ async def test_qr_codes_use_the_public_url(settings: Settings) -> None:
             svg = await client.get(f"/api/v1/identifiers/{handle}/qr.svg")
     expected = f"https://id.example.cn/{dairy['prefix']}/MILK%20250/B1"
     assert svg.content == qr_bytes(expected, "svg", 4)
+
+
+async def test_long_values_up_to_the_limit_are_stored_and_searchable(
+    client: httpx.AsyncClient,
+) -> None:
+    dairy = await create_enterprise(client)
+    product = FOOD_PRODUCT["example"]
+    longest = "🥛" * 400  # 400 characters, 1,600 bytes of UTF-8: the largest index entry
+    created = await register(
+        client, dairy, template="food.product", attributes={**product, "ingredients": longest}
+    )
+    found = await client.get(
+        "/api/v1/search", params={"template": "food.product", "attr.ingredients": longest}
+    )
+    assert [i["handle"] for i in found.json()["items"]] == [created["handle"]]
+    too_long = await client.post(
+        "/api/v1/identifiers",
+        json={
+            "prefix": dairy["prefix"],
+            "template": "food.product",
+            "attributes": {**product, "ingredients": longest + "x"},
+        },
+        headers=bearer(dairy),
+    )
+    assert "at most 400 characters" in fields(too_long)["ingredients"]
