@@ -75,8 +75,9 @@ def check(
     """
     problems: list[Problem] = []
     canonical: dict[str, tuple[str, Any]] = {}
+    items = {i.name: i for i in template.items}
     for name, raw in attributes.items():
-        item = template.item(name)
+        item = items.get(name)
         if item is None:
             problems.append(_problem(name, _unknown(template)))
         elif item.disabled and name not in unchanged and raw is not None:

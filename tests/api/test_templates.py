@@ -150,6 +150,11 @@ async def test_malformed_templates_are_refused_with_the_reason(
         "/api/v1/templates", json={**widget("x"), "id": "part", "items": []}, headers=OPERATOR
     )
     assert "items must be a non-empty list" in no_items.json()["detail"]
+    no_example = {k: v for k, v in widget("x").items() if k != "example"}
+    answer = await client.post(
+        "/api/v1/templates", json={**no_example, "id": "part"}, headers=OPERATOR
+    )
+    assert "example is required" in answer.json()["detail"]
     assert (await ids(client)) == BUNDLED_IDS
 
 
