@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import segno
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, require_credentials
@@ -58,6 +58,9 @@ async def register(
     node: NodeDep,
     principal: CallerDep,
     session: WriteSession,
+    idempotency_key: Annotated[
+        str | None, Header(description="The same as idempotencyKey in the body.")
+    ] = None,
 ) -> dict[str, Any]:
     """Register against a template; 422 ``TemplateViolation`` names every failing field and
     nothing is written. A retry with the same ``idempotencyKey`` answers 200 with the first
@@ -73,7 +76,7 @@ async def register(
         prefix=payload.prefix,
         visibility=payload.visibility,
         url=payload.url,
-        idempotency_key=payload.idempotencyKey,
+        idempotency_key=payload.idempotencyKey or idempotency_key,
     )
     if not registered.created:
         response.status_code = 200

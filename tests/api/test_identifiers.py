@@ -173,6 +173,13 @@ async def test_retrying_a_mint_with_its_key_returns_the_first_identifier(
     retry = await register(client, dairy, idempotencyKey="mes-order-42", expect=200)
     assert retry["handle"] == first["handle"]
     assert retry["attributes"] == first["attributes"]
+    by_header = await client.post(
+        "/api/v1/identifiers",
+        json={"prefix": dairy["prefix"], "template": "food.batch", "attributes": BATCH},
+        headers={**bearer(dairy), "Idempotency-Key": "mes-order-42"},
+    )
+    assert by_header.status_code == 200
+    assert by_header.json()["handle"] == first["handle"]
     racing = await asyncio.gather(
         *(
             client.post(
