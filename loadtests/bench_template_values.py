@@ -5,8 +5,10 @@
 Starts ``idnode serve`` (uvicorn, one worker, a fresh SQLite file), registers a ``device``
 identifier with 2 attributes and one of a 30-item template with 30, warms the cache, then
 drives ``GET /api/handles/<handle>`` of each with wrk (1 thread, 64 connections), alternating
-the order per run. The two are measured against each other in the same run; the answer is
-the ratio of their medians (1.0 = no difference). Needs wrk (apt-get install wrk).
+the order per run, and the ceiling app of loadtests/ceiling.py (raw ASGI, same server) sending
+the very same answer bytes. The answer is the node's 30/2 ratio of medians next to the
+ceiling's: a larger answer costs the transport (and wrk) throughput whatever the node does,
+so the node keeps up when its ratio matches the ceiling's. Needs wrk (apt-get install wrk).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,25 +57,33 @@ def main() -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    ceilings: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
         _wait(base, node)
         handles = _register(base)
-        rates: dict[str, list[float]] = {name: [] for name in handles}
+        for name, handle in handles.items():
+            body = work / f"{name.split()[0]}.json"
+            body.write_bytes(httpx.get(f"{base}/api/handles/{handle}").content)
+            ceilings[name] = _ceiling(body, work)
+        rates: dict[str, list[float]] = {}
         for run in range(args.runs):
             order = list(handles) if run % 2 == 0 else list(reversed(handles))
             for name in order:
-                rates[name].append(_wrk(f"{base}/api/handles/{handles[name]}", args.duration))
-                print(f"run {run + 1}: {name:>9} {rates[name][-1]:>9,.0f} req/s", flush=True)
-        sizes = {
-            name: len(httpx.get(f"{base}/api/handles/{h}").content) for name, h in handles.items()
-        }
+                for who, url in (("node", f"{base}/api/handles/{handles[name]}"),
+                                 ("ceiling", ceilings[name][1])):  # fmt: skip
+                    rate = _wrk(url, args.duration)
+                    rates.setdefault(f"{who} {name}", []).append(rate)
+                    print(f"run {run + 1}: {who:>7} {name:>9} {rate:>9,.0f} req/s", flush=True)
     finally:
-        node.terminate()
-        node.wait(timeout=20)
-    two, thirty = statistics.median(rates["2 values"]), statistics.median(rates["30 values"])
-    print(f"\nmedian req/s: 2 values {two:,.0f} ({sizes['2 values']} B answer), "
-          f"30 values {thirty:,.0f} ({sizes['30 values']} B answer)")  # fmt: skip
-    print(f"ratio 30/2: {thirty / two:.3f}")
+        for process in [node, *(p for p, _ in ceilings.values())]:
+            process.terminate()
+            process.wait(timeout=20)
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    print()
+    for who in ("node", "ceiling"):
+        two, thirty = median[f"{who} 2 values"], median[f"{who} 30 values"]
+        print(f"{who:>7}: 2 values {two:>9,.0f} req/s, 30 values {thirty:>9,.0f} req/s, "
+              f"ratio 30/2 {thirty / two:.3f}")  # fmt: skip
 
 
 def _register(base: str) -> dict[str, str]:
@@ -104,6 +115,24 @@ def _register(base: str) -> dict[str, str]:
             handles[name] = answer.json()["handle"]
             client.get(f"/api/handles/{handles[name]}").raise_for_status()  # warm the cache
         return handles
+
+
+def _ceiling(body: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "CEILING_BODY_FILE": str(body), "PYTHONPATH": str(ROOT)}
+    command = [str(BIN / "uvicorn"), "--factory", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "loadtests.ceiling:bytes_app"]  # fmt: skip
+    with (work / f"ceiling-{port}.log").open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api/handles/x"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    sys.exit("the ceiling app did not answer in 30 s")
 
 
 def _wrk(url: str, duration: int) -> float:
