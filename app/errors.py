@@ -49,3 +49,20 @@ class GrantNotFound(NodeError):
 
 class ReaderTokenNotFound(NodeError):
     """The caller issued no active reader token with that id."""
+
+
+class TemplateNotFound(NodeError):
+    """No template with this id (or version) exists that the caller may use."""
+
+
+class InvalidTemplate(NodeError):
+    """A template definition sent to the node is malformed or breaks an earlier version."""
+
+
+class TemplateViolation(NodeError):
+    """Attributes do not satisfy their template; ``fields`` names every failing one."""
+
+    def __init__(self, fields: list[dict[str, str]], message: str | None = None) -> None:
+        names = ", ".join(f["name"] for f in fields)
+        super().__init__(message or f"the attributes do not satisfy the template: {names}")
+        self.fields = fields

@@ -13,9 +13,20 @@ import jinja2
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api import enterprises, errors, grants, handles, history, node, proxy
+from app.api import (
+    enterprises,
+    errors,
+    grants,
+    handles,
+    history,
+    identifiers,
+    node,
+    proxy,
+    templates,
+)
 from app.api.fast import FastResolve
 from app.node import Node
+from app.registry import catalog
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
@@ -44,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
+        async with database.write_session() as session:
+            await catalog.ensure_bundled(session, node_prefix=settings.node_prefix)
+            await session.commit()
         cache = ResolverCache(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
@@ -95,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before /api/v1/identifiers/{handle} (whose path parameter would take '.../history').
     app.include_router(history.router)
     app.include_router(node.router)
+    app.include_router(templates.router)
+    app.include_router(identifiers.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 

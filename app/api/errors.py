@@ -40,6 +40,9 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.PrefixTaken: (409, 101),
     node.GrantNotFound: (404, 100),
     node.ReaderTokenNotFound: (404, 100),
+    node.TemplateNotFound: (404, 100),
+    node.InvalidTemplate: (422, 202),
+    node.TemplateViolation: (422, 202),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"
@@ -59,7 +62,10 @@ def error_response(
     if request.url.path.startswith(HANDLE_API):
         body = handle_error_body(code, request.path_params.get("handle"), message)
     else:
-        body = orjson.dumps({"error": type(exc).__name__, "detail": message})
+        content: dict[str, object] = {"error": type(exc).__name__, "detail": message}
+        if isinstance(exc, node.TemplateViolation):
+            content["fields"] = exc.fields
+        body = orjson.dumps(content)
     headers = CHALLENGE if status == 401 else None
     return Response(body, status, headers=headers, media_type="application/json")
 

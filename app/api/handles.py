@@ -16,6 +16,7 @@ from app.errors import InvalidRequest
 from app.node import Node
 from app.registry import handles as service
 from app.registry import history
+from app.storage.database import AsyncSession
 from resolver.engine import SITE_TYPE
 from resolver.errors import NotResponsible, ValuesNotFound
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle
@@ -162,18 +163,25 @@ async def _privileged(node: Node, principal: Principal, handle: Handle) -> bool:
         return await service.can_read_restricted(session, principal, handle)
 
 
-async def _resolve_at(
-    node: Node, principal: Principal, handle: Handle, at: datetime, view: View
-) -> Response:
-    """The record as it was at ``at``, from history: never from or into the cache."""
+async def record_then(node: Node, session: AsyncSession, handle: Handle, at: datetime) -> Record:
+    """The record of an identifier this node holds as it was at ``at`` (404 if it did not
+    exist then)."""
     if not node.resolver.is_local(handle):
         raise NotResponsible(
             f"history is kept for identifiers under {node.settings.node_prefix} only"
         )
+    record = await history.record_at(session, handle, at)
+    if record is None:
+        raise history.not_at(handle, at)
+    return record
+
+
+async def _resolve_at(
+    node: Node, principal: Principal, handle: Handle, at: datetime, view: View
+) -> Response:
+    """The record as it was at ``at``, from history: never from or into the cache."""
     async with node.database.read_session() as session:
-        record = await history.record_at(session, handle, at)
-        if record is None:
-            raise history.not_at(handle, at)
+        record = await record_then(node, session, handle, at)
         privileged = not view.public_only and await service.can_read_restricted(
             session, principal, handle
         )

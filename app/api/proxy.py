@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import NodeDep
 from app.node import Node
-from app.registry import clock
+from app.registry import clock, identifiers
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
 from resolver.identifier import parse_handle
 from resolver.record import Record
@@ -67,7 +67,16 @@ async def proxy(handle: str, request: Request, node: NodeDep) -> Response:
         return _message(node, 404, "Identifier not found", f"{handle} is not registered.", handle)
     target = record.first("URL")
     if target is None or "noredirect" in request.query_params or not _linkable(target.value):
-        return _page(node, "record.html", handle=record.handle, values=_rows(record))
+        async with node.database.read_session() as session:
+            template = await identifiers.template_of(session, record)
+        return _page(
+            node,
+            "record.html",
+            handle=record.handle,
+            values=_rows(record),
+            kind=template,
+            attributes=identifiers.labelled_rows(record, template) if template else [],
+        )
     ttl = record.min_ttl() or 0
     expires = format_datetime(clock.now() + timedelta(seconds=ttl), usegmt=True)
     return RedirectResponse(str(target.value), 302, headers={"Expires": expires})

@@ -228,24 +228,33 @@ async def mint_record(
     handle = parse_handle(f"{prefix}/{stem}{uuid.uuid4()}")
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     if idempotency_key is not None:
-        owner = _owner_key(principal)
-        if not 0 < len(idempotency_key) <= 200:
-            raise InvalidRequest("Idempotency-Key must be 1 to 200 characters")
-        earlier = await repo.minted_for(session, owner=owner, key=idempotency_key)
-        if earlier is None and not await repo.remember_mint(
-            session, owner=owner, key=idempotency_key, handle=str(handle), now=clock.now()
-        ):
-            earlier = await repo.minted_for(session, owner=owner, key=idempotency_key)
+        earlier = await earlier_mint(session, principal, key=idempotency_key, handle=handle)
         if earlier is not None:
-            stored = await repo.lock(session, earlier)
-            if stored is None:
-                raise HandleNotFound(
-                    f"Idempotency-Key {idempotency_key!r} minted {earlier}, since deleted"
-                )
-            return Record(earlier, values_from_stored(stored)), False
+            return earlier, False
     return await put_record(
         session, handle, values, principal=principal, node_prefix=node_prefix, overwrite=False
     )
+
+
+async def earlier_mint(
+    session: AsyncSession, principal: Principal, *, key: str, handle: Handle
+) -> Record | None:
+    """The record an earlier mint with this idempotency key created; None when this is the
+    first use of the key, which is then claimed for ``handle`` in this transaction."""
+    owner = _owner_key(principal)
+    if not 0 < len(key) <= 200:
+        raise InvalidRequest("the idempotency key must be 1 to 200 characters")
+    earlier = await repo.minted_for(session, owner=owner, key=key)
+    if earlier is None and not await repo.remember_mint(
+        session, owner=owner, key=key, handle=str(handle), now=clock.now()
+    ):
+        earlier = await repo.minted_for(session, owner=owner, key=key)
+    if earlier is None:
+        return None
+    stored = await repo.lock(session, earlier)
+    if stored is None:
+        raise HandleNotFound(f"idempotency key {key!r} minted {earlier}, since deleted")
+    return Record(earlier, values_from_stored(stored))
 
 
 def _owner_key(principal: Principal) -> str:

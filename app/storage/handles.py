@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.storage import history as history_repo
+from app.storage.attributes import forget_record, index_record
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -102,6 +103,7 @@ async def insert(
             )
     except IntegrityError:
         return False
+    await index_record(session, handle, values, fresh=True)
     await touched(session, [handle])
     await history_repo.index_references(session, handle, values)
     if history:
@@ -137,6 +139,7 @@ async def replace(
     await session.execute(
         update(HandleRow).where(HandleRow.handle == handle).values(values=values, updated_at=now)
     )
+    await index_record(session, handle, values, fresh=False)
     await touched(session, [handle])
     await history_repo.index_references(session, handle, values)
     if history and before is not None:
@@ -167,6 +170,7 @@ async def remove(
     if history and before is None:
         before = await lock(session, handle)
     result = await session.execute(delete(HandleRow).where(HandleRow.handle == handle))
+    await forget_record(session, handle)
     await touched(session, [handle])
     await history_repo.drop_references(session, handle)
     if history and before is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -143,4 +143,50 @@ class Grant(Base):
     __table_args__ = (
         Index("ix_grants_grantee_enterprise_id_scope", "grantee_enterprise_id", "scope"),
         Index("ix_grants_grantee_reader_id_scope", "grantee_reader_id", "scope"),
+    )
+
+
+class TemplateRow(Base):
+    """One version of an industry template; ``owner_prefix`` is None for node templates."""
+
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(130), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner_prefix: Mapped[str | None] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UniqueAttributeValue(Base):
+    """A value of a unique template item and the one identifier holding it.
+
+    The primary key makes concurrent registrations of the same value collide in the database,
+    so exactly one wins; a row lives while that identifier holds the value at ``value_index``.
+    """
+
+    __tablename__ = "unique_attribute_values"
+
+    template_id: Mapped[str] = mapped_column(String(130), primary_key=True)
+    item_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(400), primary_key=True)
+    handle: Mapped[str] = mapped_column(String(255), index=True)
+    value_index: Mapped[int] = mapped_column(Integer)
+
+
+class AttributeValue(Base):
+    """A searchable copy of one template attribute of an identifier (derived from its record
+    on every write; see app/storage/attributes.py)."""
+
+    __tablename__ = "attribute_values"
+
+    handle: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    template_id: Mapped[str] = mapped_column(String(130))
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(400))
+    restricted: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        Index("ix_attribute_values_search", "template_id", "name", "value", "handle"),
     )

@@ -1,7 +1,8 @@
 """No restricted value leaks on any read path, to any caller who may not read it.
 
-Every read path on this branch (Handle API with filters and ``?at=``, proxy redirect and page,
-history, trace up and down) is walked by every kind of caller. Callers who may not read the
+Every read path (Handle API with filters and ``?at=``, proxy redirect and page, history, trace
+up and down, the native identifier view with ``?at=``, search by public and by restricted
+attributes) is walked by every kind of caller. Callers who may not read the
 restricted values must get exactly what an anonymous caller gets — same status, same body,
 same redirect — so nothing leaks through values, error messages, counts or the shape of a
 walk; and the anonymous answers hold no restricted value. Callers who may read them must see
@@ -18,13 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
+from app.registry.bundled_templates import FOOD_BATCH
 from tests.api.factories import grant, part_of, put, reader, register, restricted
 from tests.conftest import OPERATOR, bearer, create_enterprise, url_value
 
 SECRET_EMAIL = "recall-desk@yili.example"
 SECRET_EMAIL_2 = "recall-desk-2@yili.example"
 SECRET_HOST = "secret.example"
-SECRETS = (SECRET_EMAIL, SECRET_EMAIL_2, SECRET_HOST)
+SECRET_ORIGIN = "SECRET-FARM-9"
+SECRET_REPORT = "QC-SECRET-77"
+SECRETS = (SECRET_EMAIL, SECRET_EMAIL_2, SECRET_HOST, SECRET_ORIGIN, SECRET_REPORT)
 PUBLIC_URL = "https://t.example/milk/1"
 
 
@@ -34,6 +38,7 @@ class World:
     hidden: str  # only a restricted URL
     supplier: str
     case: str
+    batch: str  # registered against food.batch: a restricted item, and one narrowed to restricted
     callers: dict[str, dict[str, str]]
     unauthorized: list[str]
     authorized: list[str]
@@ -66,10 +71,27 @@ async def build(client: httpx.AsyncClient) -> World:
     hidden = await register(
         client, owner, "HIDDEN-1", [restricted(1, "URL", f"https://{SECRET_HOST}/only")]
     )
+    batch = await client.post(
+        "/api/v1/identifiers",
+        headers=owner_h,
+        json={
+            "handle": f"{owner['prefix']}/BATCH-LEAK-1",
+            "template": "food.batch",
+            "attributes": {
+                **FOOD_BATCH["example"],
+                "product": f"{owner['prefix']}/PRODUCT-MILK-250",
+                "batchNumber": "B-LEAK-1",
+                "inspectionReport": f"{owner['prefix']}/{SECRET_REPORT}",  # restricted item
+                "origin": SECRET_ORIGIN,
+            },
+            "visibility": {"origin": "restricted"},
+        },
+    )
+    assert batch.status_code == 201, batch.text
 
     await grant(client, owner, partner["prefix"], owner["prefix"])
     granted_reader = await reader(client, owner, "Regulator")
-    for scope in (milk, hidden):
+    for scope in (milk, hidden, batch.json()["handle"]):
         await grant(client, owner, granted_reader["id"], scope)
     idle_reader = await reader(client, owner, "Customer without grants")
     await grant(client, owner, rival["prefix"], case)  # another identifier only
@@ -90,7 +112,9 @@ async def build(client: httpx.AsyncClient) -> World:
         "granted reader": token(granted_reader),
     }
     names = list(callers)
-    return World(milk, hidden, supplier, case, callers, names[:4], names[4:])
+    return World(
+        milk, hidden, supplier, case, batch.json()["handle"], callers, names[:4], names[4:]
+    )
 
 
 def read_paths(world: World, now: str) -> list[str]:
@@ -113,6 +137,11 @@ def read_paths(world: World, now: str) -> list[str]:
         f"/api/v1/identifiers/{world.hidden}/history",
         f"/api/v1/identifiers/{milk}/trace?direction=up",
         f"/api/v1/identifiers/{world.supplier}/trace?direction=down",
+        f"/api/v1/identifiers/{world.batch}",
+        f"/api/v1/identifiers/{world.batch}?at={now}",
+        "/api/v1/search?template=food.batch&attr.batchNumber=B-LEAK-1",
+        f"/api/v1/search?template=food.batch&attr.origin={SECRET_ORIGIN}",
+        f"/api/v1/search?template=food.batch&attr.inspectionReport={world.batch.split('/')[0]}/{SECRET_REPORT}",
     ]
 
 
@@ -194,5 +223,14 @@ async def test_callers_who_may_read_see_the_restricted_values(
         assert SECRET_EMAIL in answers_of[f"/api/v1/identifiers/{milk}/history"][1], name
         assert SECRET_HOST in answers_of[f"/api/handles/{world.hidden}"][1], name
         assert SECRET_HOST in answers_of[f"/api/v1/identifiers/{world.hidden}/history"][1], name
+        batch = answers_of[f"/api/v1/identifiers/{world.batch}"][1]
+        assert SECRET_ORIGIN in batch, name
+        assert SECRET_REPORT in batch, name
+        batch_then = next(
+            p for p in answers_of if p.startswith(f"/api/v1/identifiers/{world.batch}?at=")
+        )
+        assert SECRET_ORIGIN in answers_of[batch_then][1], name
+        by_secret = f"/api/v1/search?template=food.batch&attr.origin={SECRET_ORIGIN}"
+        assert world.batch in answers_of[by_secret][1], name
         # The proxy serves the public view to everyone: a QR code is scanned anonymously.
         assert answers_of[f"/{milk}"] == got["anonymous"][f"/{milk}"], name

@@ -1,0 +1,260 @@
+"""Identifiers registered against a template: register, change and show them by attribute.
+
+The attributes are ordinary Handle values in the identifier's record (see
+``app/registry/templates.py``) written through ``put_record``, so authorization, the cache and
+every other rule of the Handle API apply unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import OPERATOR, Principal
+from app.errors import InvalidRequest, TemplateNotFound, TemplateViolation
+from app.registry import catalog
+from app.registry.handles import authorize_write, can_read_restricted, earlier_mint, put_record
+from app.registry.template_definitions import Template
+from app.registry.templates import (
+    TEMPLATE_INDEX,
+    Checked,
+    Claim,
+    Problem,
+    attributes_of,
+    check,
+    template_reference,
+)
+from app.storage import attributes as claims_repo
+from app.storage import handles as repo
+from resolver.errors import HandleNotFound
+from resolver.identifier import Handle, parse_handle, parse_prefix
+from resolver.record import Record
+from resolver.values import HandleValue, value_json, values_from_stored
+
+URL_INDEX = 1
+MAX_URL = 2048
+UNSET: Any = object()  # "url" absent from a change (None removes the URL)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """An identifier with its template; ``created`` is False for a repeated idempotent call."""
+
+    record: Record
+    template: Template | None
+    created: bool = True
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    node_prefix: str,
+    template: str,
+    attributes: Mapping[str, Any],
+    handle: str | None = None,
+    prefix: str | None = None,
+    visibility: Mapping[str, Any] | None = None,
+    url: str | None = None,
+    idempotency_key: str | None = None,
+) -> Registered:
+    """Create an identifier at ``handle``, or under ``prefix`` with a node-chosen suffix."""
+    target = _target(handle, prefix)
+    await authorize_write(session, principal, target, node_prefix=node_prefix)
+    if idempotency_key is not None:
+        earlier = await earlier_mint(session, principal, key=idempotency_key, handle=target)
+        if earlier is not None:
+            return Registered(earlier, await template_of(session, earlier), created=False)
+    chosen = await catalog.find(session, principal, template)
+    checked = check(chosen, attributes, visibility=visibility)
+    await _claim(session, checked, str(target), principal, _url_problems(url))
+    values = [*checked.values, *_url_values(url)]
+    record, _ = await put_record(
+        session, target, values, principal=principal, node_prefix=node_prefix, overwrite=False
+    )
+    return Registered(record, chosen)
+
+
+def _target(handle: str | None, prefix: str | None) -> Handle:
+    if (handle is None) == (prefix is None):
+        raise InvalidRequest(
+            'send either "handle" (the full identifier) or "prefix" (the node picks a suffix)'
+        )
+    if handle is not None:
+        return parse_handle(handle)
+    return parse_handle(f"{parse_prefix(str(prefix))}/{uuid.uuid4()}")
+
+
+async def change(
+    session: AsyncSession,
+    handle: str,
+    *,
+    principal: Principal,
+    node_prefix: str,
+    attributes: Mapping[str, Any],
+    visibility: Mapping[str, Any] | None = None,
+    url: Any = UNSET,
+) -> Registered:
+    """Change some attributes (None removes one); the result is validated again as a whole,
+    against the template version the identifier was registered with."""
+    target = parse_handle(handle)
+    await authorize_write(session, principal, target, node_prefix=node_prefix)
+    stored = await repo.lock(session, str(target))
+    if stored is None:
+        raise HandleNotFound.of(str(target))
+    existing = values_from_stored(stored)
+    template = await template_of(session, Record(str(target), existing))
+    if template is None:
+        raise InvalidRequest(
+            f"{target} was not registered against a template; change it with "
+            "PUT /api/handles/ or register it with POST /api/v1/identifiers"
+        )
+    held = attributes_of(template, existing)
+    merged: dict[str, Any] = {name: v.value for name, v in held.items()}
+    merged.update(attributes)
+    narrowed = {n: "restricted" for n, v in held.items() if not v.public_read}
+    checked = check(
+        template,
+        merged,
+        visibility={**narrowed, **(visibility or {})},
+        unchanged=[n for n in held if n not in attributes],
+    )
+    await _claim(session, checked, str(target), principal, _url_problems(url))
+    replaced = {TEMPLATE_INDEX, *(i.index for i in template.items)}
+    if url is not UNSET:
+        replaced.add(URL_INDEX)
+    kept = [v for v in existing if v.index not in replaced]
+    new_url = _url_values(url) if url is not UNSET else ()
+    record, _ = await put_record(
+        session,
+        target,
+        [*kept, *checked.values, *new_url],
+        principal=principal,
+        node_prefix=node_prefix,
+    )
+    return Registered(record, template, created=False)
+
+
+def _url_problems(url: Any) -> list[Problem]:
+    if url is UNSET or url is None:
+        return []
+    if not isinstance(url, str) or len(url) > MAX_URL or not _web_address(url):
+        return [{"name": "url", "message": "must be an http:// or https:// address"}]
+    return []
+
+
+def _web_address(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+def _url_values(url: Any) -> tuple[HandleValue, ...]:
+    if not isinstance(url, str):
+        return ()
+    return (HandleValue(index=URL_INDEX, type="URL", format="string", value=url),)
+
+
+async def _claim(
+    session: AsyncSession,
+    checked: Checked,
+    handle: str,
+    principal: Principal,
+    extra: list[Problem],
+) -> None:
+    """Claim every unique value for ``handle``; refuse with every problem found, at once."""
+    problems = [*checked.problems, *extra]
+    keys = {(c.template_id, c.item_name, c.value): c for c in checked.claims}
+    taken = await claims_repo.holders(session, list(keys))
+    problems += [
+        _taken(keys[k], holder, principal) for k, holder in taken.items() if holder != handle
+    ]
+    if problems:
+        raise TemplateViolation(problems)
+    # A fixed order, so two writers claiming the same values cannot deadlock.
+    for key in sorted(keys):
+        holder = await claims_repo.claim(session, key, handle=handle, index=keys[key].index)
+        if holder is not None:
+            problems.append(_taken(keys[key], holder, principal))
+    if problems:
+        raise TemplateViolation(problems)
+
+
+def _taken(claim: Claim, holder: str, principal: Principal) -> Problem:
+    # Name the holder only to a caller who may write it; others learn only that it is taken.
+    owner = holder.partition("/")[0]
+    where = f" by {holder}" if principal.is_operator or principal.owns(owner) else ""
+    return {
+        "name": claim.item_name,
+        "message": f"{claim.value!r} is already registered{where}; it must be unique in "
+        f"template {claim.template_id}",
+    }
+
+
+async def template_of(session: AsyncSession, record: Record) -> Template | None:
+    """The template (version) a record was registered against, when it is on this node."""
+    reference = template_reference(record.values)
+    if reference is None:
+        return None
+    try:
+        return await catalog.find(session, OPERATOR, reference)
+    except TemplateNotFound:  # written through the Handle API naming an unknown template
+        return None
+
+
+async def identifier_view(
+    session: AsyncSession, record: Record, template: Template | None, principal: Principal
+) -> dict[str, Any]:
+    """The identifier as the API answers it: attributes by name with labels, and its values
+    (restricted ones only for callers who may read them)."""
+    privileged = await can_read_restricted(session, principal, parse_handle(record.handle))
+    view = record.readable_by_admin() if privileged else record.public()
+    url = view.first("URL")
+    out: dict[str, Any] = {
+        "handle": record.handle,
+        "template": None,
+        "url": url.value if url is not None else None,
+        "attributes": {},
+        "values": [value_json(v) for v in view.values],
+    }
+    if template is None:
+        return out
+    out["template"] = {
+        "id": template.id,
+        "version": template.version,
+        "title": {"zh": template.title_zh, "en": template.title_en},
+    }
+    held = attributes_of(template, view.values)
+    out["attributes"] = {
+        item.name: attribute_view(item.index, held[item.name], template)
+        for item in template.items
+        if item.name in held
+    }
+    return out
+
+
+def attribute_view(index: int, value: HandleValue, template: Template) -> dict[str, Any]:
+    item = template.at(index)
+    assert item is not None
+    return {
+        "value": value.value,
+        "label_zh": item.label_zh,
+        "label_en": item.label_en,
+        "type": item.type,
+        "visibility": "public" if value.public_read else "restricted",
+        "index": index,
+    }
+
+
+def labelled_rows(record: Record, template: Template) -> Sequence[dict[str, Any]]:
+    """Template attributes of a (public) record, for the proxy page."""
+    held = attributes_of(template, record.values)
+    return [
+        {"label_zh": item.label_zh, "label_en": item.label_en, "value": held[item.name].value}
+        for item in template.items
+        if item.name in held
+    ]
