@@ -41,3 +41,15 @@ class InvalidRequest(NodeError):
 
 class RequestTooLarge(NodeError):
     """The request body exceeds the configured limit."""
+
+
+class InvalidHardwareId(InvalidRequest):
+    """A device's hardware id does not fit its declared kind (MAC, IMEI, DevEUI, serial)."""
+
+
+class DeviceNotFound(NodeError):
+    """No device with this hardware id is registered under the prefix."""
+
+
+class ProvisioningKeyNotFound(NodeError):
+    """The enterprise has no provisioning key of that name."""

@@ -12,7 +12,7 @@ import httpx
 import jinja2
 from fastapi import FastAPI
 
-from app.api import enterprises, errors, handles, node, proxy
+from app.api import devices, enterprises, errors, handles, node, proxy
 from app.api.fast import FastResolve
 from app.node import Node
 from app.settings import Settings
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(FastResolve)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
+    app.include_router(devices.router)
     app.include_router(node.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app

@@ -35,7 +35,16 @@ PG_HINT = (
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
-TABLES = ("idempotency_keys", "handles", "credentials", "prefixes", "enterprises")
+TABLES = (
+    "lorawan_applications",
+    "provisioning_keys",
+    "devices",
+    "idempotency_keys",
+    "handles",
+    "credentials",
+    "prefixes",
+    "enterprises",
+)
 BACKENDS = ("sqlite", "postgresql")
 
 

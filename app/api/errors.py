@@ -38,6 +38,9 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.PermissionDenied: (403, 401),
     node.EnterpriseNotFound: (404, 100),
     node.PrefixTaken: (409, 101),
+    node.InvalidHardwareId: (400, 4),
+    node.DeviceNotFound: (404, 100),
+    node.ProvisioningKeyNotFound: (404, 100),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"

@@ -1,0 +1,60 @@
+"""Device onboarding: provisioning keys (and, for LoRaWAN, mapped ChirpStack applications)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
+from app.registry import provisioning
+
+router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["line-3 retrofit adapters"])
+    template: str = Field("device", description="The template the registered devices follow.")
+
+
+class Key(BaseModel):
+    key: str
+    name: str
+    template: str
+    createdAt: datetime  # noqa: N815 - the API's JSON names
+    revokedAt: datetime | None  # noqa: N815
+
+
+class IssuedKey(Key):
+    secret: str = Field(description="Sent by devices as provisionSecret. Shown once.")
+
+
+@router.post("/provisioning-keys", status_code=201, response_model=IssuedKey)
+async def create_key(
+    prefix: str, payload: KeyCreate, principal: CallerDep, session: WriteSession
+) -> dict[str, object]:
+    """Issue a provisioning key for devices registering under ``prefix`` (secret shown once)."""
+    owner_or_operator(principal, prefix)
+    issued = await provisioning.create_key(
+        session, prefix, name=payload.name, template=payload.template
+    )
+    return issued.as_json()
+
+
+@router.get("/provisioning-keys", response_model=list[Key])
+async def list_keys(prefix: str, principal: CallerDep, node: NodeDep) -> list[dict[str, object]]:
+    """The enterprise's provisioning keys, revoked ones included (never their secrets)."""
+    owner_or_operator(principal, prefix)
+    async with node.database.read_session() as session:
+        return [k.as_json() for k in await provisioning.list_keys(session, prefix)]
+
+
+@router.delete("/provisioning-keys/{key}", status_code=204)
+async def revoke_key(
+    prefix: str, key: str, principal: CallerDep, session: WriteSession
+) -> Response:
+    """Revoke a key: registrations with it are refused from the next message on."""
+    owner_or_operator(principal, prefix)
+    await provisioning.revoke_key(session, prefix, key)
+    return Response(status_code=204)
