@@ -16,13 +16,15 @@ async def test_create_list_and_revoke(client: httpx.AsyncClient) -> None:
     )
     assert created.status_code == 201, created.text
     issued = created.json()
-    assert issued["key"].startswith("pk_") and len(issued["secret"]) >= 24
+    assert issued["key"].startswith("pk_")
+    assert len(issued["secret"]) >= 24
     assert issued["revokedAt"] is None
 
     listed = await client.get(url, headers=bearer(plant))
     assert listed.status_code == 200
     [shown] = listed.json()
-    assert shown["key"] == issued["key"] and shown["name"] == "line 3 adapters"
+    assert shown["key"] == issued["key"]
+    assert shown["name"] == "line 3 adapters"
     assert "secret" not in shown  # shown once, at creation
 
     revoked = await client.delete(f"{url}/{issued['key']}", headers=bearer(plant))
@@ -49,9 +51,7 @@ async def test_bad_requests_name_the_problem(client: httpx.AsyncClient) -> None:
     plant = await create_enterprise(client)
     url = f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys"
 
-    template = await client.post(
-        url, json={"name": "k", "template": "food"}, headers=bearer(plant)
-    )
+    template = await client.post(url, json={"name": "k", "template": "food"}, headers=bearer(plant))
     assert template.status_code == 400
     assert "template 'food' is unknown" in template.json()["detail"]
 

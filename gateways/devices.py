@@ -1,0 +1,128 @@
+"""What every gateway does with the registry: one transaction per unit of work.
+
+Gateways speak their protocol and call these; the registry services hold the rules. Each
+method commits once and then evicts what it changed from this process's resolver cache
+(other processes learn of it through the database, see ``app.storage.invalidation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidRequest, NodeError
+from app.registry import devices, provisioning
+from app.registry.devices import Heartbeat, HeartbeatOutcome, Liveness, Registered, Registration
+from app.settings import Settings
+from app.storage.database import Database
+from app.storage.invalidation import evict_touched
+from resolver.cache import ResolverCache
+from resolver.errors import ResolverError
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A device of a batch that could not be registered, and why."""
+
+    hardware_id: object
+    error: NodeError | ResolverError
+
+
+class DeviceService:
+    """Registration and liveness for gateways, on the node's database."""
+
+    def __init__(
+        self, database: Database, settings: Settings, cache: ResolverCache | None = None
+    ) -> None:
+        self._database = database
+        self._cache = cache
+        self._node_prefix = settings.node_prefix
+        self._offline_after = timedelta(seconds=settings.device_offline_after)
+        self.liveness = Liveness(
+            ttl=settings.device_liveness_ttl,
+            republish_after=timedelta(seconds=settings.device_republish_after),
+        )
+
+    def _committed(self, session: AsyncSession) -> None:
+        if self._cache is not None:
+            evict_touched(session, self._cache)
+
+    async def register(
+        self, prefix: str, registration: Registration, *, key: object, secret: object
+    ) -> Registered:
+        """Register one device with a provisioning key (raises the domain error on refusal)."""
+        async with self._database.write_session() as session:
+            principal = await provisioning.authenticate_device(
+                session, prefix, key=key, secret=secret
+            )
+            registered = await devices.register_device(
+                session,
+                principal,
+                prefix,
+                registration,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
+            await session.commit()
+        self._committed(session)
+        return registered
+
+    async def register_many(
+        self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object
+    ) -> list[Registered | Refused]:
+        """Register up to ``MAX_BATCH`` devices in one transaction, one result each: a device
+        that is refused does not keep the others from registering."""
+        if len(registrations) > MAX_BATCH:
+            raise InvalidRequest(
+                f"at most {MAX_BATCH} devices per message, not {len(registrations)}"
+            )
+        results: list[Registered | Refused] = []
+        async with self._database.write_session() as session:
+            principal = await provisioning.authenticate_device(
+                session, prefix, key=key, secret=secret
+            )
+            for registration in registrations:
+                try:
+                    async with session.begin_nested():
+                        results.append(
+                            await devices.register_device(
+                                session,
+                                principal,
+                                prefix,
+                                registration,
+                                node_prefix=self._node_prefix,
+                                liveness=self.liveness,
+                            )
+                        )
+                except (NodeError, ResolverError) as exc:
+                    results.append(Refused(registration.hardware_id, exc))
+            await session.commit()
+        self._committed(session)
+        return results
+
+    async def apply_heartbeats(self, beats: Sequence[Heartbeat]) -> HeartbeatOutcome:
+        async with self._database.write_session() as session:
+            outcome = await devices.apply_heartbeats(
+                session, beats, node_prefix=self._node_prefix, liveness=self.liveness
+            )
+            await session.commit()
+        self._committed(session)
+        return outcome
+
+    async def mark_offline(self) -> list[str]:
+        """Show devices silent for longer than IDNODE_DEVICE_OFFLINE_AFTER as offline."""
+        async with self._database.write_session() as session:
+            handles = await devices.mark_offline(
+                session,
+                silent_for=self._offline_after,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
+            await session.commit()
+        self._committed(session)
+        return handles

@@ -1,0 +1,20 @@
+"""What a gateway process has done, for logs, tests and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Counters:
+    registered: int = 0  # new devices
+    replayed: int = 0  # registrations of devices already known
+    rejected: int = 0  # rejected replies sent (bad key, bad hardware id, ...)
+    malformed: int = 0  # not JSON, wrong shape or too large
+    heartbeats: int = 0  # heartbeats applied to known devices
+    heartbeats_unknown: int = 0  # heartbeats from devices never registered
+    went_offline: int = 0
+    reply_failures: int = 0  # replies lost because the connection dropped
+
+    def as_json(self) -> dict[str, int]:
+        return asdict(self)
