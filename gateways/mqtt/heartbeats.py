@@ -71,6 +71,7 @@ class HeartbeatBatcher:
             for beat in beats:  # keep them for the next flush; newer ones win
                 self.add(beat)
             return
+        self._counters.heartbeat_writes += 1
         self._counters.heartbeats += outcome.applied
         self._counters.heartbeats_unknown += len(outcome.unknown)
         if outcome.unknown:

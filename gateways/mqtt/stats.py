@@ -13,6 +13,7 @@ class Counters:
     malformed: int = 0  # not JSON, wrong shape or too large
     heartbeats: int = 0  # heartbeats applied to known devices
     heartbeats_unknown: int = 0  # heartbeats from devices never registered
+    heartbeat_writes: int = 0  # transactions that applied heartbeats
     went_offline: int = 0
     reply_failures: int = 0  # replies lost because the connection dropped
 
