@@ -53,3 +53,7 @@ class DeviceNotFound(NodeError):
 
 class ProvisioningKeyNotFound(NodeError):
     """The enterprise has no provisioning key of that name."""
+
+
+class ApplicationAlreadyMapped(NodeError):
+    """The LoRaWAN application is already mapped to a prefix."""

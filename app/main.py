@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
 from gateways.devices import DeviceService
+from gateways.lorawan import ChirpStackEvents
 from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
 from gateways.mqtt.broker import HOST as EMBEDDED_HOST
 from resolver.cache import ResolverCache
@@ -115,7 +116,12 @@ async def device_gateway(
     else:
         yield None
         return
-    gateway = MqttGateway(DeviceService(database, settings, cache), settings, address)
+    service = DeviceService(database, settings, cache)
+    gateway = MqttGateway(service, settings, address)
+    chirpstack = ChirpStackEvents(
+        service, gateway.heartbeats, gateway.counters, max_payload=settings.mqtt_max_payload
+    )
+    gateway.attach(settings.chirpstack_topic, chirpstack.handle)
     task = asyncio.create_task(gateway.run(), name="gateways.mqtt")
     try:
         yield gateway

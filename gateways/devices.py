@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidRequest, NodeError
-from app.registry import devices, provisioning
+from app.registry import devices, lorawan, provisioning
 from app.registry.devices import Heartbeat, HeartbeatOutcome, Liveness, Registered, Registration
 from app.settings import Settings
 from app.storage.database import Database
@@ -71,6 +71,34 @@ class DeviceService:
             await session.commit()
         self._committed(session)
         return registered
+
+    async def register_for_application(
+        self, application_id: str, registration: Registration
+    ) -> Registered | None:
+        """Register a LoRaWAN device of a mapped application; None (nothing created) when the
+        application is not mapped or its key is revoked."""
+        async with self._database.write_session() as session:
+            owner = await lorawan.application_owner(session, application_id)
+            if owner is None:
+                return None
+            prefix, principal = owner
+            registered = await devices.register_device(
+                session,
+                principal,
+                prefix,
+                registration,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
+            await session.commit()
+        self._committed(session)
+        return registered
+
+    async def application_prefix(self, application_id: str) -> str | None:
+        """The prefix a mapped, usable application's devices live under."""
+        async with self._database.read_session() as session:
+            owner = await lorawan.application_owner(session, application_id)
+        return owner[0] if owner is not None else None
 
     async def register_many(
         self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object

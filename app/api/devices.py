@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
-from app.registry import provisioning
+from app.registry import lorawan, provisioning
 
 router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])
 
@@ -58,3 +58,31 @@ async def revoke_key(
     owner_or_operator(principal, prefix)
     await provisioning.revoke_key(session, prefix, key)
     return Response(status_code=204)
+
+
+class ApplicationMap(BaseModel):
+    applicationId: str = Field(  # noqa: N815
+        description="The ChirpStack application's UUID.",
+        examples=["3f9a6c2e-1d47-4b8a-a0e5-6c7b2d9e4f10"],
+    )
+    provisionKey: str = Field(  # noqa: N815
+        description="The provisioning key its devices register with (revoke it to stop them)."
+    )
+
+
+class Application(BaseModel):
+    applicationId: str  # noqa: N815
+    prefix: str
+    provisionKey: str  # noqa: N815
+
+
+@router.post("/lorawan/applications", status_code=201, response_model=Application)
+async def map_application(
+    prefix: str, payload: ApplicationMap, principal: CallerDep, session: WriteSession
+) -> dict[str, str]:
+    """Register the devices of a ChirpStack application under ``prefix`` as they join."""
+    owner_or_operator(principal, prefix)
+    mapped = await lorawan.map_application(
+        session, prefix, application_id=payload.applicationId, provision_key=payload.provisionKey
+    )
+    return mapped.as_json()

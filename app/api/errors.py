@@ -41,6 +41,7 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.InvalidHardwareId: (400, 4),
     node.DeviceNotFound: (404, 100),
     node.ProvisioningKeyNotFound: (404, 100),
+    node.ApplicationAlreadyMapped: (409, 101),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
@@ -35,7 +35,7 @@ log = logging.getLogger("gateways.mqtt")
 DomainError = (node.NodeError, ResolverError)
 # Expected failures of one message: the domain's refusals, and the database being away.
 MessageError = (*DomainError, SQLAlchemyError, OSError)
-Extra = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[bool]]
+Handler = Callable[[aiomqtt.Message], Coroutine[Any, Any, None]]
 
 
 class MqttGateway:
@@ -46,9 +46,6 @@ class MqttGateway:
         devices: DeviceService,
         settings: Settings,
         address: BrokerAddress,
-        *,
-        extra_filters: Sequence[str] = (),
-        extra_handler: Extra | None = None,
     ) -> None:
         self.devices = devices
         self.address = address
@@ -56,8 +53,7 @@ class MqttGateway:
         self.connected = asyncio.Event()
         self.topics = Topics(settings.mqtt_topic_root, settings.mqtt_shared_group)
         self._settings = settings
-        self._extra_filters = list(extra_filters)
-        self._extra_handler = extra_handler
+        self._handlers: list[tuple[str, Handler]] = []
         self._client = client_for(address, settings)
         self._slots = asyncio.Semaphore(settings.mqtt_concurrency)
         self._running: set[asyncio.Task[None]] = set()
@@ -80,7 +76,8 @@ class MqttGateway:
         while True:
             try:
                 async with self._client as client:
-                    for topic_filter in [*self.topics.filters, *self._extra_filters]:
+                    others = [self.topics.shared(f) for f, _ in self._handlers]
+                    for topic_filter in [*self.topics.filters, *others]:
                         await client.subscribe(topic_filter, qos=1)
                     self.connected.set()
                     log.info("gateways.mqtt.connected", extra={"broker": str(self.address)})
@@ -96,17 +93,25 @@ class MqttGateway:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._settings.mqtt_max_backoff)
 
+    def attach(self, topic_filter: str, handler: Handler) -> None:
+        """Also serve ``topic_filter`` (another protocol on the same connection, e.g.
+        ChirpStack events); ``handler`` runs like a registration, concurrently."""
+        self._handlers.append((topic_filter, handler))
+
     async def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         route = self.topics.route(message.topic.value)
-        if route is None:
-            if self._extra_handler is not None:
-                await self._extra_handler(client, message)
-            return
-        if route.action == "heartbeat":
+        if route is not None and route.action == "heartbeat":
             await self._heartbeat(client, message, route)
             return
+        if route is not None:
+            work: Coroutine[Any, Any, None] = self._register(client, message, route)
+        else:
+            handler = next((h for f, h in self._handlers if message.topic.matches(f)), None)
+            if handler is None:
+                return  # our own replies, or another application's traffic
+            work = handler(message)
         await self._slots.acquire()
-        task = asyncio.create_task(self._register(client, message, route))
+        task = asyncio.create_task(work)
         self._running.add(task)
         task.add_done_callback(self._finished)
 

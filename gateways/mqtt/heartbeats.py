@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,13 +39,12 @@ class HeartbeatBatcher:
         self._on_unknown = on_unknown
         self._pending: dict[tuple[str, str], Heartbeat] = {}
         self._full = asyncio.Event()
+        self._writing = asyncio.Lock()
 
     def add(self, beat: Heartbeat) -> None:
         key = (beat.prefix, beat.hardware_id)
-        earlier = self._pending.get(key)
-        if earlier is not None and earlier.at > beat.at:
-            return  # an older heartbeat delivered late changes nothing
-        self._pending[key] = beat
+        pending = self._pending.get(key)
+        self._pending[key] = beat if pending is None else _merged(pending, beat)
         if len(self._pending) >= self._batch_size:
             self._full.set()
 
@@ -61,6 +61,11 @@ class HeartbeatBatcher:
                 await self._sweep()
 
     async def flush(self) -> None:
+        """Write what is pending (after any write already under way)."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         beats, self._pending = list(self._pending.values()), {}
@@ -84,3 +89,14 @@ class HeartbeatBatcher:
             log.warning("gateways.heartbeats.sweep_failed", extra={"error": str(exc)})
             return
         self._counters.went_offline += len(offline)
+
+
+def _merged(one: Heartbeat, other: Heartbeat) -> Heartbeat:
+    """Two heartbeats of a device as one: the newer wins, but what only one of them says
+    (a battery level, a status) is kept."""
+    older, newer = (one, other) if one.at <= other.at else (other, one)
+    return replace(
+        newer,
+        status=newer.status if newer.status is not None else older.status,
+        battery=newer.battery if newer.battery is not None else older.battery,
+    )

@@ -61,6 +61,10 @@ class Topics:
         self._depth = len(self.root.split("/"))
         self._share = f"$share/{shared_group}/" if shared_group else ""
 
+    def shared(self, topic_filter: str) -> str:
+        """``topic_filter`` through the shared subscription group, when there is one."""
+        return self._share + topic_filter
+
     @property
     def filters(self) -> list[str]:
         return [

@@ -15,6 +15,9 @@ class Counters:
     heartbeats_unknown: int = 0  # heartbeats from devices never registered
     heartbeat_writes: int = 0  # transactions that applied heartbeats
     went_offline: int = 0
+    lorawan_events: int = 0  # ChirpStack joins, uplinks and status applied
+    lorawan_duplicates: int = 0  # events with a deduplicationId seen before
+    lorawan_unmapped: int = 0  # events of applications no enterprise mapped
     reply_failures: int = 0  # replies lost because the connection dropped
 
     def as_json(self) -> dict[str, int]:
