@@ -19,10 +19,12 @@ from app.node import Node
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
+from gateways import nbiot
 from gateways.devices import DeviceService
 from gateways.lorawan import ChirpStackEvents
 from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
 from gateways.mqtt.broker import HOST as EMBEDDED_HOST
+from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
 from resolver.upstream import HandleRestClient
@@ -66,8 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sync = asyncio.create_task(_cache_sync(database, cache), name="cache-invalidation")
             try:
-                async with device_gateway(settings, database, cache) as gateway:
+                async with (
+                    device_gateway(settings, database, cache) as gateway,
+                    nbiot_ingest(settings, database, cache) as ingest,
+                ):
                     app.state.gateway = gateway
+                    app.state.nbiot = ingest
                     yield
             finally:
                 await _stopped(sync)
@@ -86,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(enterprises.router)
     app.include_router(devices.router)
     app.include_router(node.router)
+    app.include_router(nbiot.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 
@@ -129,6 +136,19 @@ async def device_gateway(
         await _stopped(task)
         if broker is not None:
             await broker.stop()
+
+
+@asynccontextmanager
+async def nbiot_ingest(
+    settings: Settings, database: Database, cache: ResolverCache | None
+) -> AsyncIterator[IngestQueue]:
+    """The worker applying OneNET/CTWing pushes that the ingest endpoints queued."""
+    queue = IngestQueue(DeviceService(database, settings, cache))
+    task = asyncio.create_task(queue.run(), name="gateways.nbiot")
+    try:
+        yield queue
+    finally:
+        await _stopped(task)
 
 
 def _say(line: str) -> None:

@@ -13,9 +13,11 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import Principal
 from app.errors import InvalidRequest, NodeError
-from app.registry import devices, lorawan, provisioning
+from app.registry import devices, lorawan, nbiot, provisioning
 from app.registry.devices import Heartbeat, HeartbeatOutcome, Liveness, Registered, Registration
+from app.registry.nbiot import PlatformAccount
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import evict_touched
@@ -99,6 +101,41 @@ class DeviceService:
         async with self._database.read_session() as session:
             owner = await lorawan.application_owner(session, application_id)
         return owner[0] if owner is not None else None
+
+    async def register_as(
+        self, principal: Principal, prefix: str, registration: Registration
+    ) -> Registered:
+        """Register for an enterprise already authenticated (an NB-IoT platform account)."""
+        async with self._database.write_session() as session:
+            registered = await devices.register_device(
+                session,
+                principal,
+                prefix,
+                registration,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
+            await session.commit()
+        self._committed(session)
+        return registered
+
+    async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
+        async with self._database.read_session() as session:
+            return await nbiot.account(session, prefix, platform)
+
+    async def device_offline(self, prefix: str, kind: str, hardware_id: str) -> bool:
+        async with self._database.write_session() as session:
+            known = await devices.mark_device_offline(
+                session,
+                prefix=prefix,
+                kind=kind,
+                hardware_id=hardware_id,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
+            await session.commit()
+        self._committed(session)
+        return known
 
     async def register_many(
         self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
-from app.registry import lorawan, provisioning
+from app.registry import lorawan, nbiot, provisioning
 
 router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])
 
@@ -86,3 +86,27 @@ async def map_application(
         session, prefix, application_id=payload.applicationId, provision_key=payload.provisionKey
     )
     return mapped.as_json()
+
+
+class PlatformAccount(BaseModel):
+    provisionKey: str = Field(  # noqa: N815
+        description="The provisioning key its devices register with (revoke it to stop them)."
+    )
+    token: str | None = Field(
+        None,
+        description="OneNET: the push token it signs with (required). CTWing: a token the "
+        "push URL must carry as ?token=... (optional).",
+    )
+
+
+@router.put("/nbiot/{platform}")
+async def configure_platform(
+    prefix: str, platform: str, payload: PlatformAccount, principal: CallerDep,
+    session: WriteSession,
+) -> dict[str, object]:  # fmt: skip
+    """Accept pushes from an NB-IoT platform (onenet or ctwing) at
+    /api/v1/ingest/{platform}/{prefix}, registering devices by IMEI."""
+    owner_or_operator(principal, prefix)
+    return await nbiot.configure(
+        session, prefix, platform, provision_key=payload.provisionKey, token=payload.token
+    )

@@ -303,6 +303,30 @@ async def mark_offline(
     return [row.handle for row in rows]
 
 
+async def mark_device_offline(
+    session: AsyncSession,
+    *,
+    prefix: str,
+    kind: str,
+    hardware_id: str,
+    node_prefix: str,
+    liveness: Liveness,
+) -> bool:
+    """A network reported the device gone (NB-IoT offline push); False when it is unknown."""
+    row = await repo.device(
+        session, prefix=prefix, kind=kind, hardware_id=hardware.normalise(kind, hardware_id)
+    )
+    if row is None:
+        return False
+    now = clock.now()
+    values = liveness_values(
+        last_seen=clock.as_utc(row.last_seen), online=False, battery=row.battery, ttl=liveness.ttl
+    )
+    await write_liveness(session, row.handle, values, node_prefix=node_prefix)
+    await repo.update_devices(session, [{"id": row.id, "online": False, "published_at": now}])
+    return True
+
+
 async def write_liveness(
     session: AsyncSession, handle: str, values: Sequence[HandleValue], *, node_prefix: str
 ) -> None:

@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import ApplicationAlreadyMapped, InvalidRequest
 from app.registry import clock
-from app.registry.provisioning import enterprise_of
+from app.registry.provisioning import enterprise_key, key_principal
 from app.storage import devices as repo
-from app.storage import enterprises as enterprise_repo
 from app.storage.models import LorawanApplication
 
 
@@ -45,11 +44,8 @@ async def map_application(
     session: AsyncSession, prefix: str, *, application_id: str, provision_key: str
 ) -> MappedApplication:
     """Register the application's devices under ``prefix`` with ``provision_key``."""
-    enterprise = await enterprise_of(session, prefix)
     application = _application_id(application_id)
-    key = await repo.active_provisioning_key(session, provision_key)
-    if key is None or key.enterprise_id != enterprise.id:
-        raise InvalidRequest(f"provisionKey {provision_key!r} is not an active key of {prefix}")
+    key = await enterprise_key(session, prefix, provision_key)
     row = LorawanApplication(
         application_id=application,
         prefix=prefix.upper(),
@@ -74,9 +70,5 @@ async def application_owner(
     if found is None:
         return None
     mapping, key = found
-    enterprise = await enterprise_repo.enterprise(session, key.enterprise_id)
-    if key.revoked_at is not None or enterprise is None or enterprise.status != "active":
-        return None
-    prefixes = await enterprise_repo.prefixes_of(session, key.enterprise_id)
-    principal = Principal("enterprise", enterprise_id=enterprise.id, prefixes=frozenset(prefixes))
-    return mapping.prefix, principal
+    principal = await key_principal(session, key)
+    return (mapping.prefix, principal) if principal is not None else None

@@ -138,3 +138,22 @@ async def authenticate_device(
         raise PermissionDenied("this enterprise is disabled; its registrations are refused")
     prefixes = await enterprise_repo.prefixes_of(session, enterprise.id)
     return Principal("enterprise", enterprise_id=enterprise.id, prefixes=frozenset(prefixes))
+
+
+async def key_principal(session: AsyncSession, key: ProvisioningKey) -> Principal | None:
+    """The enterprise a stored key acts for; None when the key is revoked or the enterprise
+    disabled (platform pushes and LoRaWAN events then create nothing)."""
+    enterprise = await enterprise_repo.enterprise(session, key.enterprise_id)
+    if key.revoked_at is not None or enterprise is None or enterprise.status != "active":
+        return None
+    prefixes = await enterprise_repo.prefixes_of(session, key.enterprise_id)
+    return Principal("enterprise", enterprise_id=enterprise.id, prefixes=frozenset(prefixes))
+
+
+async def enterprise_key(session: AsyncSession, prefix: str, key: str) -> ProvisioningKey:
+    """An active key of the enterprise holding ``prefix``, for platform mappings."""
+    enterprise = await enterprise_of(session, prefix)
+    row = await repo.active_provisioning_key(session, key)
+    if row is None or row.enterprise_id != enterprise.id:
+        raise InvalidRequest(f"provisionKey {key!r} is not an active key of {prefix}")
+    return row

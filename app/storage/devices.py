@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.storage.models import Device, LorawanApplication, ProvisioningKey
+from app.storage.models import Device, LorawanApplication, NbiotPlatform, ProvisioningKey
 
 
 async def add_provisioning_key(session: AsyncSession, row: ProvisioningKey) -> None:
@@ -124,6 +124,25 @@ async def lorawan_application(
             select(LorawanApplication, ProvisioningKey)
             .join(ProvisioningKey, ProvisioningKey.id == LorawanApplication.provisioning_key_id)
             .where(LorawanApplication.application_id == application_id)
+        )
+    ).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+async def save_nbiot_platform(session: AsyncSession, row: NbiotPlatform) -> None:
+    """Create or replace the enterprise's configuration of the platform."""
+    await session.merge(row)
+    await session.flush()
+
+
+async def nbiot_platform(
+    session: AsyncSession, *, prefix: str, platform: str
+) -> tuple[NbiotPlatform, ProvisioningKey] | None:
+    found = (
+        await session.execute(
+            select(NbiotPlatform, ProvisioningKey)
+            .join(ProvisioningKey, ProvisioningKey.id == NbiotPlatform.provisioning_key_id)
+            .where(NbiotPlatform.prefix == prefix, NbiotPlatform.platform == platform)
         )
     ).first()
     return (found[0], found[1]) if found is not None else None

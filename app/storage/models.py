@@ -150,3 +150,19 @@ class LorawanApplication(Base):
     prefix: Mapped[str] = mapped_column(String(64))
     provisioning_key_id: Mapped[int] = mapped_column(ForeignKey("provisioning_keys.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NbiotPlatform(Base):
+    """An enterprise's account on an NB-IoT platform (OneNET, CTWing) pushing to the node.
+
+    ``token`` is the push token the platform signs with (OneNET: md5 over token + nonce +
+    message), so it is kept as given: a signature cannot be checked against a digest.
+    """
+
+    __tablename__ = "nbiot_platforms"
+
+    prefix: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)  # onenet | ctwing
+    token: Mapped[str | None] = mapped_column(String(128))
+    provisioning_key_id: Mapped[int] = mapped_column(ForeignKey("provisioning_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
