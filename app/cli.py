@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -135,6 +136,7 @@ def gateway() -> None:
     click.echo(f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
                f"storage {_where(settings)}")  # fmt: skip
     sys.stdout.flush()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_run_gateway(settings))
 
 
