@@ -7,7 +7,8 @@ method commits once and then evicts what it changed from this process's resolver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -50,51 +51,48 @@ class DeviceService:
             republish_after=timedelta(seconds=settings.device_republish_after),
         )
 
-    def _committed(self, session: AsyncSession) -> None:
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed at the end, then evicted from this process's cache."""
+        async with self._database.write_session() as session:
+            yield session
+            await session.commit()
         if self._cache is not None:
             evict_touched(session, self._cache)
+
+    async def _register(
+        self, session: AsyncSession, principal: Principal, prefix: str, registration: Registration
+    ) -> Registered:
+        return await devices.register_device(
+            session,
+            principal,
+            prefix,
+            registration,
+            node_prefix=self._node_prefix,
+            liveness=self.liveness,
+        )
 
     async def register(
         self, prefix: str, registration: Registration, *, key: object, secret: object
     ) -> Registered:
         """Register one device with a provisioning key (raises the domain error on refusal)."""
-        async with self._database.write_session() as session:
+        async with self._transaction() as session:
             principal = await provisioning.authenticate_device(
                 session, prefix, key=key, secret=secret
             )
-            registered = await devices.register_device(
-                session,
-                principal,
-                prefix,
-                registration,
-                node_prefix=self._node_prefix,
-                liveness=self.liveness,
-            )
-            await session.commit()
-        self._committed(session)
-        return registered
+            return await self._register(session, principal, prefix, registration)
 
     async def register_for_application(
         self, application_id: str, registration: Registration
     ) -> Registered | None:
         """Register a LoRaWAN device of a mapped application; None (nothing created) when the
         application is not mapped or its key is revoked."""
-        async with self._database.write_session() as session:
+        async with self._transaction() as session:
             owner = await lorawan.application_owner(session, application_id)
             if owner is None:
                 return None
             prefix, principal = owner
-            registered = await devices.register_device(
-                session,
-                principal,
-                prefix,
-                registration,
-                node_prefix=self._node_prefix,
-                liveness=self.liveness,
-            )
-            await session.commit()
-        self._committed(session)
-        return registered
+            return await self._register(session, principal, prefix, registration)
 
     async def application_prefix(self, application_id: str) -> str | None:
         """The prefix a mapped, usable application's devices live under."""
@@ -106,26 +104,16 @@ class DeviceService:
         self, principal: Principal, prefix: str, registration: Registration
     ) -> Registered:
         """Register for an enterprise already authenticated (an NB-IoT platform account)."""
-        async with self._database.write_session() as session:
-            registered = await devices.register_device(
-                session,
-                principal,
-                prefix,
-                registration,
-                node_prefix=self._node_prefix,
-                liveness=self.liveness,
-            )
-            await session.commit()
-        self._committed(session)
-        return registered
+        async with self._transaction() as session:
+            return await self._register(session, principal, prefix, registration)
 
     async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
         async with self._database.read_session() as session:
             return await nbiot.account(session, prefix, platform)
 
     async def device_offline(self, prefix: str, kind: str, hardware_id: str) -> bool:
-        async with self._database.write_session() as session:
-            known = await devices.mark_device_offline(
+        async with self._transaction() as session:
+            return await devices.mark_device_offline(
                 session,
                 prefix=prefix,
                 kind=kind,
@@ -133,9 +121,6 @@ class DeviceService:
                 node_prefix=self._node_prefix,
                 liveness=self.liveness,
             )
-            await session.commit()
-        self._committed(session)
-        return known
 
     async def register_many(
         self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object
@@ -147,7 +132,7 @@ class DeviceService:
                 f"at most {MAX_BATCH} devices per message, not {len(registrations)}"
             )
         results: list[Registered | Refused] = []
-        async with self._database.write_session() as session:
+        async with self._transaction() as session:
             principal = await provisioning.authenticate_device(
                 session, prefix, key=key, secret=secret
             )
@@ -155,39 +140,24 @@ class DeviceService:
                 try:
                     async with session.begin_nested():
                         results.append(
-                            await devices.register_device(
-                                session,
-                                principal,
-                                prefix,
-                                registration,
-                                node_prefix=self._node_prefix,
-                                liveness=self.liveness,
-                            )
+                            await self._register(session, principal, prefix, registration)
                         )
                 except (NodeError, ResolverError) as exc:
                     results.append(Refused(registration.hardware_id, exc))
-            await session.commit()
-        self._committed(session)
         return results
 
     async def apply_heartbeats(self, beats: Sequence[Heartbeat]) -> HeartbeatOutcome:
-        async with self._database.write_session() as session:
-            outcome = await devices.apply_heartbeats(
+        async with self._transaction() as session:
+            return await devices.apply_heartbeats(
                 session, beats, node_prefix=self._node_prefix, liveness=self.liveness
             )
-            await session.commit()
-        self._committed(session)
-        return outcome
 
     async def mark_offline(self) -> list[str]:
         """Show devices silent for longer than IDNODE_DEVICE_OFFLINE_AFTER as offline."""
-        async with self._database.write_session() as session:
-            handles = await devices.mark_offline(
+        async with self._transaction() as session:
+            return await devices.mark_offline(
                 session,
                 silent_for=self._offline_after,
                 node_prefix=self._node_prefix,
                 liveness=self.liveness,
             )
-            await session.commit()
-        self._committed(session)
-        return handles

@@ -57,14 +57,20 @@ async def revoke_provisioning_key(
     return True
 
 
-async def claim_device(session: AsyncSession, row: Device) -> bool:
-    """Insert the device; False when it is already registered (the idempotency check)."""
+async def _insert_new(session: AsyncSession, row: Device | LorawanApplication) -> bool:
+    """Insert the row; False when a row with its unique key exists (or a concurrent
+    transaction just inserted it: PostgreSQL waits for that one to commit first)."""
     try:
         async with session.begin_nested():
             session.add(row)
     except IntegrityError:
         return False
     return True
+
+
+async def claim_device(session: AsyncSession, row: Device) -> bool:
+    """Insert the device; False when it is already registered (the idempotency check)."""
+    return await _insert_new(session, row)
 
 
 async def device(
@@ -108,12 +114,7 @@ async def silent_devices(session: AsyncSession, *, since: datetime) -> list[Devi
 
 async def map_lorawan_application(session: AsyncSession, row: LorawanApplication) -> bool:
     """False when the application is already mapped."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return False
-    return True
+    return await _insert_new(session, row)
 
 
 async def lorawan_application(

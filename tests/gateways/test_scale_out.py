@@ -195,6 +195,7 @@ async def test_broker_restart_loses_no_accepted_registration(
     broker = mosquitto(port, tmp_path)
     root = f"idnode-restart-{secrets.token_hex(4)}/v1"
     await _empty_tables(settings.database_url)
+    plant = await provisioned(settings)
     gateway_settings = settings.model_copy(
         update={
             "mqtt_url": f"mqtt://127.0.0.1:{port}",
@@ -208,16 +209,6 @@ async def test_broker_restart_loses_no_accepted_registration(
         async with application.router.lifespan_context(application):
             gateway = application.state.gateway
             await asyncio.wait_for(gateway.connected.wait(), 10)
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://n") as http:
-                plant = await create_enterprise(http)
-                key = await http.post(
-                    f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-                    json={"name": "k"},
-                    headers={"Authorization": f"Bearer {plant['token']}"},
-                )
-                plant.update(key=key.json()["key"], provisionSecret=key.json()["secret"])
-
             before = await register_batch(port, root, plant, [f"R-{n}" for n in range(20)], gateway)
             broker.terminate()
             broker.wait(timeout=10)
