@@ -133,8 +133,10 @@ def gateway() -> None:
     settings = _settings()
     if not settings.mqtt_url:
         raise click.UsageError("idnode gateway needs IDNODE_MQTT_URL=mqtt://host:port")
-    click.echo(f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
-               f"storage {_where(settings)}")  # fmt: skip
+    click.echo(
+        f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
+        f"storage {_where(settings)}"
+    )
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_run_gateway(settings))

@@ -123,7 +123,13 @@ class Settings(BaseSettings):
         65536, ge=256, description="Largest device message accepted, in bytes."
     )
     mqtt_concurrency: int = Field(
-        32, ge=1, description="Registrations processed at once by one gateway process."
+        4,
+        ge=1,
+        description="Registration transactions (and other device messages) one gateway "
+        "process runs at once.",
+    )
+    mqtt_registration_batch: int = Field(
+        100, ge=1, description="Most waiting registrations one transaction takes."
     )
     mqtt_max_backoff: float = Field(
         10.0, gt=0, description="Longest wait between reconnection attempts, in seconds."

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest, NodeError
-from app.registry import devices, lorawan, nbiot, provisioning
+from app.registry import devices, hardware, lorawan, nbiot, provisioning
 from app.registry.devices import Heartbeat, HeartbeatOutcome, Liveness, Registered, Registration
 from app.registry.nbiot import PlatformAccount
 from app.settings import Settings
@@ -29,11 +29,29 @@ MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)
+class Request:
+    """One device asking to register with a provisioning key."""
+
+    prefix: str
+    key: object
+    secret: object
+    registration: Registration
+
+    @property
+    def sort_key(self) -> tuple[str, str, str]:
+        kind, raw = self.registration.hardware_id_type, self.registration.hardware_id
+        try:
+            return (self.prefix, kind, hardware.normalise(kind, raw))
+        except NodeError:
+            return (self.prefix, str(kind), str(raw))
+
+
+@dataclass(frozen=True)
 class Refused:
     """A device of a batch that could not be registered, and why."""
 
     hardware_id: object
-    error: NodeError | ResolverError
+    error: Exception
 
 
 class DeviceService:
@@ -72,15 +90,48 @@ class DeviceService:
             liveness=self.liveness,
         )
 
-    async def register(
-        self, prefix: str, registration: Registration, *, key: object, secret: object
-    ) -> Registered:
-        """Register one device with a provisioning key (raises the domain error on refusal)."""
+    async def register_each(self, requests: Sequence[Request]) -> list[Registered | Refused]:
+        """Register many devices, each with its own credentials, in one transaction (one
+        commit for the lot); a refused device does not keep the others from registering.
+
+        Devices are written in hardware-id order, so two gateway processes registering
+        overlapping batches lock rows in the same order and cannot deadlock."""
+        order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
+        results: dict[int, Registered | Refused] = {}
+        principals: dict[tuple[str, object, object], Principal | Exception] = {}
         async with self._transaction() as session:
-            principal = await provisioning.authenticate_device(
-                session, prefix, key=key, secret=secret
-            )
-            return await self._register(session, principal, prefix, registration)
+            for i in order:
+                request = requests[i]
+                try:
+                    principal = await self._principal(session, principals, request)
+                    async with session.begin_nested():
+                        results[i] = await self._register(
+                            session, principal, request.prefix, request.registration
+                        )
+                except (NodeError, ResolverError) as exc:
+                    results[i] = Refused(request.registration.hardware_id, exc)
+        return [results[i] for i in range(len(requests))]
+
+    @staticmethod
+    async def _principal(
+        session: AsyncSession,
+        known: dict[tuple[str, object, object], Principal | Exception],
+        request: Request,
+    ) -> Principal:
+        """Credentials checked once per transaction (the key is read afresh by each one, so
+        revocation still applies from the next batch on)."""
+        credentials = (request.prefix, request.key, request.secret)
+        if credentials not in known:
+            try:
+                known[credentials] = await provisioning.authenticate_device(
+                    session, request.prefix, key=request.key, secret=request.secret
+                )
+            except (NodeError, ResolverError) as exc:
+                known[credentials] = exc
+        found = known[credentials]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     async def register_for_application(
         self, application_id: str, registration: Registration

@@ -101,9 +101,12 @@ class PlatformAccount(BaseModel):
 
 @router.put("/nbiot/{platform}")
 async def configure_platform(
-    prefix: str, platform: str, payload: PlatformAccount, principal: CallerDep,
+    prefix: str,
+    platform: str,
+    payload: PlatformAccount,
+    principal: CallerDep,
     session: WriteSession,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     """Accept pushes from an NB-IoT platform (onenet or ctwing) at
     /api/v1/ingest/{platform}/{prefix}, registering devices by IMEI."""
     owner_or_operator(principal, prefix)

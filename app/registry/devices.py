@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import OPERATOR, Principal
 from app.errors import InvalidRequest
 from app.registry import clock, hardware
-from app.registry.handles import put_record
+from app.registry.handles import authorize_write, put_record
 from app.storage import devices as repo
 from app.storage.models import Device
 from resolver.errors import HandleNotFound
@@ -152,20 +152,21 @@ async def register_device(
         raise InvalidRequest(f"network must be one of {', '.join(NETWORKS)}")
     handle = parse_handle(f"{prefix}/{hardware.device_suffix(kind, canonical)}")
     now = clock.now()
+    await authorize_write(session, principal, handle, node_prefix=node_prefix)
     created = await repo.claim_device(
         session,
-        Device(
-            prefix=handle.prefix,
-            hardware_id_type=kind,
-            hardware_id=canonical,
-            handle=str(handle),
-            network=registration.network,
-            first_seen=now,
-            last_seen=now,
-            published_at=now,
-            online=True,
-            battery=battery,
-        ),
+        {
+            "prefix": handle.prefix,
+            "hardware_id_type": kind,
+            "hardware_id": canonical,
+            "handle": str(handle),
+            "network": registration.network,
+            "first_seen": now,
+            "last_seen": now,
+            "published_at": now,
+            "online": True,
+            "battery": battery,
+        },
     )
     live = liveness_values(last_seen=now, online=True, battery=battery, ttl=liveness.ttl)
     changed = [*attributes, *live]

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,20 +59,16 @@ async def revoke_provisioning_key(
     return True
 
 
-async def _insert_new(session: AsyncSession, row: Device | LorawanApplication) -> bool:
-    """Insert the row; False when a row with its unique key exists (or a concurrent
-    transaction just inserted it: PostgreSQL waits for that one to commit first)."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return False
-    return True
+async def claim_device(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the device; False when it is already registered (the idempotency check).
 
-
-async def claim_device(session: AsyncSession, row: Device) -> bool:
-    """Insert the device; False when it is already registered (the idempotency check)."""
-    return await _insert_new(session, row)
+    ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite): no savepoint per device, and
+    a concurrent registration of the same device waits for the other to commit, then
+    finds it (PostgreSQL), or is serialised by SQLite's write lock."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Device).values(**values).on_conflict_do_nothing().returning(Device.id)
+    return (await session.execute(statement)).first() is not None
 
 
 async def device(
@@ -114,7 +112,12 @@ async def silent_devices(session: AsyncSession, *, since: datetime) -> list[Devi
 
 async def map_lorawan_application(session: AsyncSession, row: LorawanApplication) -> bool:
     """False when the application is already mapped."""
-    return await _insert_new(session, row)
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
 
 
 async def lorawan_application(

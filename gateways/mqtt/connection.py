@@ -49,14 +49,16 @@ class BrokerAddress:
 
 def client_for(address: BrokerAddress, settings: Settings) -> aiomqtt.Client:
     """A reusable client with a persistent session: after a reconnect (a broker restart
-    included, when the broker persists sessions) it gets the QoS 1 messages sent meanwhile."""
+    included, when the broker persists sessions) it gets the QoS 1 messages sent meanwhile.
+
+    Its incoming queue is unbounded on purpose: paho acknowledges QoS 1 messages on
+    receipt, so a bounded queue would drop messages the broker counts as delivered."""
     identifier = settings.mqtt_client_id or f"idnode-gw-{socket.gethostname()}-{os.getpid()}"
     common = {
         "username": address.username,
         "password": address.password,
         "identifier": identifier,
         "tls_context": ssl.create_default_context() if address.tls else None,
-        "max_queued_incoming_messages": 10_000,
     }
     if address.mqtt5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

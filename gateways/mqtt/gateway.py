@@ -1,9 +1,9 @@
 """The MQTT device gateway: one named task that connects, subscribes and serves devices.
 
 It reconnects inside ``while True`` catching only ``aiomqtt.MqttError`` with capped back-off.
-Registrations run concurrently (bounded by IDNODE_MQTT_CONCURRENCY), each in one transaction;
-heartbeats go to the batcher. A bad message gets a rejected reply when its topic names who
-sent it, is counted, and never stops the loop.
+Registrations are queued and taken in batches by IDNODE_MQTT_CONCURRENCY workers, one
+transaction per batch; heartbeats go to the batcher. A bad message gets a rejected reply when
+its topic names who sent it, is counted, and never stops the loop.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from app import errors as node
 from app.registry import clock
 from app.registry.devices import Heartbeat, Registered
 from app.settings import Settings
-from gateways.devices import DeviceService, Refused
+from gateways.devices import DeviceService, Refused, Request
 from gateways.mqtt import protocol
 from gateways.mqtt.connection import BrokerAddress, client_for
 from gateways.mqtt.heartbeats import HeartbeatBatcher
@@ -35,6 +35,7 @@ log = logging.getLogger("gateways.mqtt")
 DomainError = (node.NodeError, ResolverError)
 # Expected failures of one message: the domain's refusals, and the database being away.
 MessageError = (*DomainError, SQLAlchemyError, OSError)
+Pending = tuple[aiomqtt.Client, aiomqtt.Message, Route]
 Handler = Callable[[aiomqtt.Message], Coroutine[Any, Any, None]]
 
 
@@ -57,6 +58,9 @@ class MqttGateway:
         self._client = client_for(address, settings)
         self._slots = asyncio.Semaphore(settings.mqtt_concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._registrations: asyncio.Queue[Pending] = asyncio.Queue(
+            settings.mqtt_registration_batch * settings.mqtt_concurrency
+        )
         self.heartbeats = HeartbeatBatcher(
             devices,
             self.counters,
@@ -69,6 +73,10 @@ class MqttGateway:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.heartbeats.run(), name="gateways.mqtt.heartbeats")
+            for n in range(self._settings.mqtt_concurrency):
+                tasks.create_task(
+                    self._registration_worker(), name=f"gateways.mqtt.registrations-{n}"
+                )
             tasks.create_task(self._serve(), name="gateways.mqtt.connection")
 
     async def _serve(self) -> None:
@@ -103,8 +111,11 @@ class MqttGateway:
         if route is not None and route.action == "heartbeat":
             await self._heartbeat(client, message, route)
             return
+        if route is not None and route.action == "register":
+            await self._registrations.put((client, message, route))
+            return
         if route is not None:
-            work: Coroutine[Any, Any, None] = self._register(client, message, route)
+            work: Coroutine[Any, Any, None] = self._register_gateway(client, message, route)
         else:
             handler = next((h for f, h in self._handlers if message.topic.matches(f)), None)
             if handler is None:
@@ -119,7 +130,52 @@ class MqttGateway:
         self._running.discard(task)
         self._slots.release()
 
-    async def _register(
+    async def _registration_worker(self) -> None:
+        """Takes every registration waiting (up to IDNODE_MQTT_REGISTRATION_BATCH) into one
+        transaction: under load one commit serves many devices, when idle each goes alone."""
+        while True:
+            batch = [await self._registrations.get()]
+            while len(batch) < self._settings.mqtt_registration_batch:
+                try:
+                    batch.append(self._registrations.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._register_all(batch)
+
+    async def _register_all(self, batch: list[Pending]) -> None:
+        replies: list[Coroutine[Any, Any, None]] = []
+        valid: list[tuple[aiomqtt.Client, aiomqtt.Message, dict[str, Any], Request]] = []
+        for client, message, route in batch:
+            body: dict[str, Any] | None = None
+            try:
+                body = protocol.decode(
+                    _bytes(message.payload), limit=self._settings.mqtt_max_payload
+                )
+                request = Request(
+                    protocol.canonical_prefix(route.prefix),
+                    body.get("provisionKey"),
+                    body.get("provisionSecret"),
+                    protocol.registration(body, route.name),
+                )
+                valid.append((client, message, body, request))
+            except DomainError as exc:
+                replies.append(self._reject(client, message, protocol.request_id(body), exc))
+        results: Sequence[Registered | Refused]
+        try:
+            results = await self.devices.register_each([v[3] for v in valid])
+        except (SQLAlchemyError, OSError) as exc:  # the database is away: the devices retry
+            results = [Refused(v[3].registration.hardware_id, exc) for v in valid]
+        for (client, message, body, _), result in zip(valid, results, strict=True):
+            request_id = protocol.request_id(body)
+            if isinstance(result, Refused):
+                replies.append(self._reject(client, message, request_id, result.error))
+                continue
+            self._count(result)
+            accepted = protocol.accepted(request_id, result.handle, result.created)
+            replies.append(self._reply(client, message, "accepted", accepted))
+        await asyncio.gather(*replies)
+
+    async def _register_gateway(
         self, client: aiomqtt.Client, message: aiomqtt.Message, route: Route
     ) -> None:
         body: dict[str, Any] | None = None
@@ -128,13 +184,7 @@ class MqttGateway:
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload)
             prefix = protocol.canonical_prefix(route.prefix)
             key, secret = body.get("provisionKey"), body.get("provisionSecret")
-            if route.action == "register":
-                registration = protocol.registration(body, route.name)
-                done = await self.devices.register(prefix, registration, key=key, secret=secret)
-                self._count(done)
-                reply = protocol.accepted(protocol.request_id(body), done.handle, done.created)
-            else:
-                reply = await self._register_batch(body, prefix, route.name, key, secret)
+            reply = await self._register_batch(body, prefix, route.name, key, secret)
         except MessageError as exc:
             await self._reject(client, message, protocol.request_id(body), exc)
             return
@@ -164,9 +214,12 @@ class MqttGateway:
             else:
                 self._count(result)
                 out.append(
-                    {"hardwareId": registration.hardware_id, "handle": result.handle,
-                     "created": result.created}
-                )  # fmt: skip
+                    {
+                        "hardwareId": registration.hardware_id,
+                        "handle": result.handle,
+                        "created": result.created,
+                    }
+                )
         return {"requestId": protocol.request_id(body), "results": out}
 
     def _count(self, done: Registered) -> None:
@@ -186,6 +239,7 @@ class MqttGateway:
         except DomainError as exc:
             await self._reject(client, message, None, exc)
             return
+        self.counters.heartbeats_received += 1
         self.heartbeats.add(beat)
 
     def _unknown_devices(self, beats: Sequence[Heartbeat]) -> None:

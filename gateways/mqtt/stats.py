@@ -11,7 +11,8 @@ class Counters:
     replayed: int = 0  # registrations of devices already known
     rejected: int = 0  # rejected replies sent (bad key, bad hardware id, ...)
     malformed: int = 0  # not JSON, wrong shape or too large
-    heartbeats: int = 0  # heartbeats applied to known devices
+    heartbeats_received: int = 0  # heartbeat messages taken into a batch
+    heartbeats: int = 0  # device rows updated by heartbeat batches
     heartbeats_unknown: int = 0  # heartbeats from devices never registered
     heartbeat_writes: int = 0  # transactions that applied heartbeats
     went_offline: int = 0

@@ -51,8 +51,11 @@ def _queued(request: Request, account: PlatformAccount, event: PlatformEvent | N
     if event is not None and not _queue(request).offer(
         Work(account.prefix, account.principal, event)
     ):
-        return Response(orjson.dumps({"error": "Busy", "detail": "ingest queue full; retry"}), 503,
-                        media_type="application/json")  # fmt: skip
+        return Response(
+            orjson.dumps({"error": "Busy", "detail": "ingest queue full; retry"}),
+            503,
+            media_type="application/json",
+        )
     return Response(orjson.dumps(OK), 200, media_type="application/json")
 
 

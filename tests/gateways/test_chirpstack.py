@@ -139,19 +139,22 @@ async def test_mapping_refuses_bad_requests(
 ) -> None:
     url = f"/api/v1/enterprises/{enterprise['prefix']}/lorawan/applications"
     not_uuid = await http.post(
-        url, json={"applicationId": "app-1", "provisionKey": enterprise["key"]},
+        url,
+        json={"applicationId": "app-1", "provisionKey": enterprise["key"]},
         headers=bearer(enterprise),
-    )  # fmt: skip
+    )
     assert not_uuid.status_code == 400
     assert "not a UUID" in not_uuid.json()["detail"]
     bad_key = await http.post(
-        url, json={"applicationId": APPLICATION, "provisionKey": "pk_nope"},
+        url,
+        json={"applicationId": APPLICATION, "provisionKey": "pk_nope"},
         headers=bearer(enterprise),
-    )  # fmt: skip
+    )
     assert bad_key.status_code == 400
     await map_application(http, enterprise)
     again = await http.post(
-        url, json={"applicationId": APPLICATION, "provisionKey": enterprise["key"]},
+        url,
+        json={"applicationId": APPLICATION, "provisionKey": enterprise["key"]},
         headers=bearer(enterprise),
-    )  # fmt: skip
+    )
     assert again.status_code == 409

@@ -102,14 +102,20 @@ async def test_every_rejection_names_the_problem(
     await expect_rejected(device, topic, no_kind, 400, "MalformedMessage")
 
     bad_imei = await expect_rejected(
-        device, device.topic("356938035643808"), register_body(enterprise, "imei"),
-        400, "InvalidHardwareId",
-    )  # fmt: skip
+        device,
+        device.topic("356938035643808"),
+        register_body(enterprise, "imei"),
+        400,
+        "InvalidHardwareId",
+    )
     assert "check digit" in bad_imei["errorMessage"]
     short_eui = await expect_rejected(
-        device, device.topic("A84041000181C2"), register_body(enterprise, "deveui"),
-        400, "InvalidHardwareId",
-    )  # fmt: skip
+        device,
+        device.topic("A84041000181C2"),
+        register_body(enterprise, "deveui"),
+        400,
+        "InvalidHardwareId",
+    )
     assert "16 hex digits" in short_eui["errorMessage"]
 
     strange = register_body(enterprise, attributes={"colour": "red", "model": "X"})
