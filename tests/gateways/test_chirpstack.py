@@ -158,3 +158,18 @@ async def test_mapping_refuses_bad_requests(
         headers=bearer(enterprise),
     )
     assert again.status_code == 409
+
+
+async def test_malformed_event_is_counted_and_the_loop_goes_on(
+    device: Device,
+    enterprise: dict[str, Any],
+    http: httpx.AsyncClient,
+    gateway_app: Any,
+    chirpstack_root: str,
+) -> None:
+    await map_application(http, enterprise)
+    topic = f"{chirpstack_root}/application/{APPLICATION}/device/{DEV_EUI}/event/up"
+    await device.client.publish(topic, b"{not json", qos=1)
+    await until(gateway_app, malformed=1)
+    await publish(device, chirpstack_root, "join.json")
+    await until(gateway_app, registered=1)
