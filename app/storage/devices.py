@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.storage.conflicts import insert_new
 from app.storage.models import Device, LorawanApplication, NbiotPlatform, ProvisioningKey
 
 
@@ -62,12 +61,9 @@ async def revoke_provisioning_key(
 async def claim_device(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the device; False when it is already registered (the idempotency check).
 
-    ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite): no savepoint per device, and
-    a concurrent registration of the same device waits for the other to commit, then
+    A concurrent registration of the same device waits for the other to commit, then
     finds it (PostgreSQL), or is serialised by SQLite's write lock."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Device).values(**values).on_conflict_do_nothing().returning(Device.id)
+    statement = insert_new(session, Device).values(**values).returning(Device.id)
     return (await session.execute(statement)).first() is not None
 
 

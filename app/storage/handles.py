@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.storage.conflicts import insert_new
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -65,14 +66,12 @@ async def insert(
     session: AsyncSession, *, handle: str, prefix: str, values: list[dict[str, Any]], now: datetime
 ) -> bool:
     """Create the row; False when a concurrent writer created it first."""
-    try:
-        async with session.begin_nested():
-            session.add(
-                HandleRow(
-                    handle=handle, prefix=prefix, values=values, created_at=now, updated_at=now
-                )
-            )
-    except IntegrityError:
+    statement = (
+        insert_new(session, HandleRow)
+        .values(handle=handle, prefix=prefix, values=values, created_at=now, updated_at=now)
+        .returning(HandleRow.handle)
+    )
+    if (await session.execute(statement)).first() is None:
         return False
     await touched(session, [handle])
     return True
