@@ -28,6 +28,10 @@ from resolver.errors import ResolverError
 MAX_BATCH = 1000
 
 
+class _WriteRefused(Exception):
+    """A write was refused after its checks passed: redo the batch device by device."""
+
+
 @dataclass(frozen=True)
 class Request:
     """One device asking to register with a provisioning key."""
@@ -94,8 +98,18 @@ class DeviceService:
         """Register many devices, each with its own credentials, in one transaction (one
         commit for the lot); a refused device does not keep the others from registering.
 
+        Every check runs before a device's writes, so the writes need no savepoint each; if
+        a write is refused all the same, the batch is redone with a savepoint per device.
         Devices are written in hardware-id order, so two gateway processes registering
         overlapping batches lock rows in the same order and cannot deadlock."""
+        try:
+            return await self._register_each(requests, careful=False)
+        except _WriteRefused:
+            return await self._register_each(requests, careful=True)
+
+    async def _register_each(
+        self, requests: Sequence[Request], *, careful: bool
+    ) -> list[Registered | Refused]:
         order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
         results: dict[int, Registered | Refused] = {}
         principals: dict[tuple[str, object, object], Principal | Exception] = {}
@@ -104,12 +118,32 @@ class DeviceService:
                 request = requests[i]
                 try:
                     principal = await self._principal(session, principals, request)
-                    async with session.begin_nested():
-                        results[i] = await self._register(
-                            session, principal, request.prefix, request.registration
-                        )
+                    if careful:
+                        async with session.begin_nested():
+                            results[i] = await self._register(
+                                session, principal, request.prefix, request.registration
+                            )
+                        continue
+                    plan = await devices.plan_registration(
+                        session,
+                        principal,
+                        request.prefix,
+                        request.registration,
+                        node_prefix=self._node_prefix,
+                    )
                 except (NodeError, ResolverError) as exc:
                     results[i] = Refused(request.registration.hardware_id, exc)
+                    continue
+                try:
+                    results[i] = await devices.apply_registration(
+                        session,
+                        principal,
+                        plan,
+                        node_prefix=self._node_prefix,
+                        liveness=self.liveness,
+                    )
+                except (NodeError, ResolverError) as exc:
+                    raise _WriteRefused from exc  # rolls the batch back
         return [results[i] for i in range(len(requests))]
 
     @staticmethod

@@ -24,7 +24,7 @@ from app.registry.handles import authorize_write, put_record
 from app.storage import devices as repo
 from app.storage.models import Device
 from resolver.errors import HandleNotFound
-from resolver.identifier import parse_handle
+from resolver.identifier import Handle, parse_handle
 from resolver.values import HandleValue
 
 TEMPLATE_ID = "device@1"
@@ -145,14 +145,57 @@ async def register_device(
 
     The same (prefix, kind, hardware id) always yields the same identifier.
     """
+    plan = await plan_registration(
+        session, principal, prefix, registration, node_prefix=node_prefix
+    )
+    return await apply_registration(
+        session, principal, plan, node_prefix=node_prefix, liveness=liveness
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A registration checked in full (nothing written yet)."""
+
+    handle: Handle
+    kind: str
+    canonical: str
+    attributes: list[HandleValue]
+    battery: int | None
+    registration: Registration
+
+
+async def plan_registration(
+    session: AsyncSession,
+    principal: Principal,
+    prefix: str,
+    registration: Registration,
+    *,
+    node_prefix: str,
+) -> Plan:
+    """Every check a registration needs, before any write: what it refuses, it refuses here."""
     kind = registration.hardware_id_type
     canonical = hardware.normalise(kind, registration.hardware_id)
     attributes, battery = _attribute_values(registration.attributes)
     if registration.network not in NETWORKS:
         raise InvalidRequest(f"network must be one of {', '.join(NETWORKS)}")
     handle = parse_handle(f"{prefix}/{hardware.device_suffix(kind, canonical)}")
-    now = clock.now()
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
+    return Plan(handle, kind, canonical, attributes, battery, registration)
+
+
+async def apply_registration(
+    session: AsyncSession,
+    principal: Principal,
+    plan: Plan,
+    *,
+    node_prefix: str,
+    liveness: Liveness,
+) -> Registered:
+    """The writes of a checked registration."""
+    handle, kind, canonical, battery = plan.handle, plan.kind, plan.canonical, plan.battery
+    registration, attributes = plan.registration, plan.attributes
+    now = clock.now()
     created = await repo.claim_device(
         session,
         {

@@ -11,6 +11,7 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from resolver.values import MAX_VALUES
 from tests.conftest import bearer
 from tests.gateways.conftest import Device, register_body
 
@@ -215,3 +216,32 @@ async def test_plain_mqtt311_device(topic_root: str, enterprise: dict[str, Any])
         )
     assert outcome == "accepted"
     assert reply["handle"].endswith("/DEV-imei-356938035643809")
+
+
+async def test_a_write_refused_after_its_checks_does_not_sink_the_batch(
+    device: Device, enterprise: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    first = await device.request(device.topic("FULL-1"), register_body(enterprise))
+    # The enterprise fills the record to the limit, so the next registration's new values
+    # (gatewayId, liveness) no longer fit: refused at write time, not by a check.
+    filler = [
+        {"index": i, "type": "NOTE", "data": {"format": "string", "value": str(i)}}
+        for i in range(1, MAX_VALUES)  # + the HS_ADMIN value the node adds
+    ]
+    full = await http.put(
+        f"/api/handles/{first[1]['handle']}", json={"values": filler}, headers=bearer(enterprise)
+    )
+    assert full.status_code == 200, full.text
+    machines = [
+        {"hardwareId": "FULL-1", "hardwareIdType": "serial"},
+        {"hardwareId": "FRESH-1", "hardwareIdType": "serial"},
+    ]
+    topic = f"{device.root}/{device.prefix}/gateway/box-9/register"
+    body = {**register_body(enterprise), "devices": machines}
+    outcome, reply = await device.request(topic, body)
+    assert outcome == "accepted", reply
+    refused, fresh = reply["results"]
+    assert refused["errorCode"] == "InvalidValue"
+    assert "at most" in refused["errorMessage"]
+    assert fresh["created"] is True
+    assert (await http.get(f"/api/handles/{fresh['handle']}")).status_code == 200
