@@ -47,6 +47,7 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "loadtests" / "results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT_TOPIC = "idnode/v1"
+PUBLISH_WINDOW = 100  # QoS 1 publishes in flight per simulator connection
 
 
 def free_port() -> int:
@@ -127,7 +128,18 @@ async def ceiling(port: int, total: int, connections: int) -> float:
 
 async def _publish_many(port: int, topics: list[str], payload: bytes) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
-        await asyncio.gather(*(client.publish(t, payload, qos=1) for t in topics))
+        await publish_all(client, [(t, payload) for t in topics])
+
+
+async def publish_all(client: aiomqtt.Client, messages: list[tuple[str, Any]]) -> None:
+    """QoS 1 as fast as the broker acknowledges, a bounded number in flight."""
+    slots = asyncio.Semaphore(PUBLISH_WINDOW)
+
+    async def one(topic: str, payload: Any) -> None:
+        async with slots:
+            await client.publish(topic, payload, qos=1, timeout=120)
+
+    await asyncio.gather(*(one(t, p) for t, p in messages))
 
 
 async def registrations(
@@ -171,7 +183,7 @@ async def registrations(
                     }
                     sent[name] = time.perf_counter()
                     topic = f"{ROOT_TOPIC}/{prefix}/devices/{name}/register"
-                    await client.publish(topic, json.dumps(body), qos=1)
+                    await client.publish(topic, json.dumps(body), qos=1, timeout=120)
 
             sender = asyncio.create_task(send())
             received = 0
@@ -212,12 +224,8 @@ async def heartbeats(
         async with aiomqtt.Client("127.0.0.1", port) as client:
             for seq in range(1, rounds + 1):
                 body = json.dumps({"status": {"seq": seq}})
-                await asyncio.gather(
-                    *(
-                        client.publish(f"{ROOT_TOPIC}/{prefix}/devices/{n}/heartbeat", body, qos=1)
-                        for n in names
-                    )
-                )
+                topic = f"{ROOT_TOPIC}/{prefix}/devices/{{}}/heartbeat"
+                await publish_all(client, [(topic.format(n), body) for n in names])
 
     db = await asyncpg.connect(dsn)
     start = time.perf_counter()
