@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
 from app.errors import NodeError
+from app.main import device_gateway
 from app.registry import enterprises
 from app.settings import Settings
 from app.storage.database import Database
@@ -99,8 +102,16 @@ def migrate() -> None:
     envvar="IDNODE_SERVER",
     help="HTTP server (the default is the faster one in loadtests/README.md).",
 )
-def serve(host: str, port: int, workers: int, no_migrate: bool, server: str) -> None:
-    """Serve the node over HTTP (migrating the database first)."""
+@click.option(
+    "--no-broker",
+    is_flag=True,
+    help="Do not start the embedded MQTT broker (it starts when IDNODE_MQTT_URL is unset).",
+)
+def serve(
+    host: str, port: int, workers: int, no_migrate: bool, server: str, no_broker: bool
+) -> None:
+    """Serve the node over HTTP (migrating the database first), with the device gateway."""
+    os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
     settings = _settings()
     if not no_migrate:
         migrate_database(settings)
@@ -111,6 +122,39 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, server: str) -> 
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
     sys.stdout.flush()
     _run_server(server, host=host, port=port, workers=workers)
+
+
+@main.command()
+def gateway() -> None:
+    """Run the MQTT device gateway alone (scale-out), on IDNODE_MQTT_URL.
+
+    With IDNODE_MQTT_SHARED_GROUP several gateway processes split the devices' messages.
+    """
+    settings = _settings()
+    if not settings.mqtt_url:
+        raise click.UsageError("idnode gateway needs IDNODE_MQTT_URL=mqtt://host:port")
+    click.echo(
+        f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
+        f"storage {_where(settings)}"
+    )
+    sys.stdout.flush()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_run_gateway(settings))
+
+
+async def _run_gateway(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    database = Database(settings)
+    try:
+        async with device_gateway(settings, database, cache=None) as running:
+            await stop.wait()
+            if running is not None:
+                click.echo(f"idnode: gateway stopped {json.dumps(running.counters.as_json())}")
+    finally:
+        await database.dispose()
 
 
 def _run_server(server: str, *, host: str, port: int, workers: int) -> None:

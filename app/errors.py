@@ -66,3 +66,19 @@ class TemplateViolation(NodeError):
         names = ", ".join(f["name"] for f in fields)
         super().__init__(message or f"the attributes do not satisfy the template: {names}")
         self.fields = fields
+
+
+class InvalidHardwareId(InvalidRequest):
+    """A device's hardware id does not fit its declared kind (MAC, IMEI, DevEUI, serial)."""
+
+
+class DeviceNotFound(NodeError):
+    """No device with this hardware id is registered under the prefix."""
+
+
+class ProvisioningKeyNotFound(NodeError):
+    """The enterprise has no provisioning key of that name."""
+
+
+class ApplicationAlreadyMapped(NodeError):
+    """The LoRaWAN application is already mapped to a prefix."""

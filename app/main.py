@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from app.api import (
+    devices,
     enterprises,
     errors,
     grants,
@@ -30,6 +32,12 @@ from app.registry import catalog
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
+from gateways import nbiot
+from gateways.devices import DeviceService
+from gateways.lorawan import ChirpStackEvents
+from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
+from gateways.mqtt.broker import HOST as EMBEDDED_HOST
+from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
 from resolver.upstream import HandleRestClient
@@ -87,11 +95,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sync = asyncio.create_task(_cache_sync(database, cache), name="cache-invalidation")
             try:
-                yield
+                async with (
+                    device_gateway(settings, database, cache) as gateway,
+                    nbiot_ingest(settings, database, cache) as ingest,
+                ):
+                    app.state.gateway = gateway
+                    app.state.nbiot = ingest
+                    yield
             finally:
-                sync.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sync
+                await _stopped(sync)
                 await database.dispose()
 
     app = NodeApp(
@@ -111,8 +123,74 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(node.router)
     app.include_router(templates.router)
     app.include_router(identifiers.router)
+    app.include_router(devices.router)
+    app.include_router(nbiot.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
+
+
+@asynccontextmanager
+async def device_gateway(
+    settings: Settings, database: Database, cache: ResolverCache | None
+) -> AsyncIterator[MqttGateway | None]:
+    """The MQTT device gateway as a named task, when a broker is configured: IDNODE_MQTT_URL,
+    or the embedded broker (``idnode serve``). Yields None when there is none."""
+    broker = None
+    if settings.mqtt_url:
+        address = BrokerAddress.parse(settings.mqtt_url)
+    elif settings.embedded_broker:
+        broker = EmbeddedBroker(settings.embedded_broker_port)
+        try:
+            await broker.start()
+        except PortTaken as exc:
+            _say(
+                f"idnode: MQTT port {exc} (another broker?); device gateway off. "
+                "Set IDNODE_MQTT_URL=mqtt://127.0.0.1:1883 to use that broker, or "
+                "IDNODE_EMBEDDED_BROKER_PORT for another port"
+            )
+            yield None
+            return
+        _say(f"idnode: embedded MQTT broker on mqtt://127.0.0.1:{broker.port} (device gateway)")
+        address = BrokerAddress(EMBEDDED_HOST, broker.port, mqtt5=False)
+    else:
+        yield None
+        return
+    service = DeviceService(database, settings, cache)
+    gateway = MqttGateway(service, settings, address)
+    chirpstack = ChirpStackEvents(
+        service, gateway.heartbeats, gateway.counters, max_payload=settings.mqtt_max_payload
+    )
+    gateway.attach(settings.chirpstack_topic, chirpstack.handle)
+    task = asyncio.create_task(gateway.run(), name="gateways.mqtt")
+    try:
+        yield gateway
+    finally:
+        await _stopped(task)
+        if broker is not None:
+            await broker.stop()
+
+
+@asynccontextmanager
+async def nbiot_ingest(
+    settings: Settings, database: Database, cache: ResolverCache | None
+) -> AsyncIterator[IngestQueue]:
+    """The worker applying OneNET/CTWing pushes that the ingest endpoints queued."""
+    queue = IngestQueue(DeviceService(database, settings, cache))
+    task = asyncio.create_task(queue.run(), name="gateways.nbiot")
+    try:
+        yield queue
+    finally:
+        await _stopped(task)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _cache_sync(database: Database, cache: ResolverCache) -> None:

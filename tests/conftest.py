@@ -36,6 +36,10 @@ PG_HINT = (
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
 TABLES = (
+    "nbiot_platforms",
+    "lorawan_applications",
+    "provisioning_keys",
+    "devices",
     "grants",
     "reader_tokens",
     "handle_history",

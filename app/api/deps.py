@@ -41,6 +41,13 @@ def require_credentials(principal: Principal) -> None:
         )
 
 
+def owner_or_operator(principal: Principal, prefix: str) -> None:
+    """Raise unless the caller is the operator or the enterprise holding ``prefix``."""
+    require_credentials(principal)
+    if not (principal.is_operator or principal.owns(prefix.upper())):
+        raise PermissionDenied("only the operator or the enterprise itself may do this")
+
+
 async def operator(principal: CallerDep) -> Principal:
     require_credentials(principal)
     if not principal.is_operator:

@@ -8,9 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from app.api.deps import CallerDep, NodeDep, WriteSession, operator, require_credentials
+from app.api.deps import CallerDep, NodeDep, WriteSession, operator, owner_or_operator
 from app.auth import Principal
-from app.errors import PermissionDenied
 from app.registry import enterprises as service
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["Enterprises"])
@@ -62,16 +61,10 @@ async def list_all(node: NodeDep, _: OperatorDep) -> list[dict[str, object]]:
         return [e.as_json() for e in await service.list_enterprises(session)]
 
 
-def _self_or_operator(principal: Principal, prefix: str) -> None:
-    require_credentials(principal)
-    if not (principal.is_operator or principal.owns(prefix.upper())):
-        raise PermissionDenied("only the operator or the enterprise itself may see this")
-
-
 @router.get("/{prefix}", response_model=Enterprise)
 async def show(prefix: str, node: NodeDep, principal: CallerDep) -> dict[str, object]:
     """One enterprise (the operator, or the enterprise itself)."""
-    _self_or_operator(principal, prefix)
+    owner_or_operator(principal, prefix)
     async with node.database.read_session() as session:
         return (await service.enterprise_view(session, prefix)).as_json()
 
@@ -88,5 +81,5 @@ async def change(
 @router.post("/{prefix}/credentials", response_model=EnterpriseCredentials)
 async def rotate(prefix: str, principal: CallerDep, session: WriteSession) -> dict[str, object]:
     """Revoke the enterprise's secret and token and issue new ones (shown this once)."""
-    _self_or_operator(principal, prefix)
+    owner_or_operator(principal, prefix)
     return (await service.rotate_credentials(session, prefix)).as_json()

@@ -43,6 +43,10 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.TemplateNotFound: (404, 100),
     node.InvalidTemplate: (422, 202),
     node.TemplateViolation: (422, 202),
+    node.InvalidHardwareId: (400, 4),
+    node.DeviceNotFound: (404, 100),
+    node.ProvisioningKeyNotFound: (404, 100),
+    node.ApplicationAlreadyMapped: (409, 101),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"

@@ -99,11 +99,13 @@ async def put_record(
     node_prefix: str,
     indexes: Collection[int] | None = None,
     overwrite: bool = True,
+    history: bool = True,
 ) -> tuple[Record, bool]:
     """Create or replace a record, or with ``indexes`` add/replace only those values.
 
     Returns the stored record and whether it was created. Repeating the same request leaves
     the same record: values whose content did not change keep their timestamps.
+    ``history=False``: no history entry (device liveness, rewritten every few seconds).
     """
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
@@ -123,11 +125,23 @@ async def put_record(
         final = _stamped(merged, existing or (), now)
         if existing is not None:
             await repo.replace(
-                session, handle=name, values=final, now=now, actor=actor, before=stored
+                session,
+                handle=name,
+                values=final,
+                now=now,
+                actor=actor,
+                before=stored,
+                history=history,
             )
             return Record(name, values_from_stored(final)), False
         if await repo.insert(
-            session, handle=name, prefix=handle.prefix, values=final, now=now, actor=actor
+            session,
+            handle=name,
+            prefix=handle.prefix,
+            values=final,
+            now=now,
+            actor=actor,
+            history=history,
         ):
             return Record(name, values_from_stored(final)), True
         # Another writer created it between our read and insert: go again as an update.

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.storage import history as history_repo
 from app.storage.attributes import forget_record, index_record
+from app.storage.conflicts import insert_new
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -94,14 +95,12 @@ async def insert(
     Every write (this, :func:`replace`, :func:`remove`) keeps the reference index and, unless
     ``history=False`` (device liveness updates), a history entry in the same transaction.
     """
-    try:
-        async with session.begin_nested():
-            session.add(
-                HandleRow(
-                    handle=handle, prefix=prefix, values=values, created_at=now, updated_at=now
-                )
-            )
-    except IntegrityError:
+    statement = (
+        insert_new(session, HandleRow)
+        .values(handle=handle, prefix=prefix, values=values, created_at=now, updated_at=now)
+        .returning(HandleRow.handle)
+    )
+    if (await session.execute(statement)).first() is None:
         return False
     await index_record(session, handle, values, fresh=True)
     await touched(session, [handle])

@@ -1,0 +1,91 @@
+"""HTTP ingest of NB-IoT platform pushes (mounted by the composition root).
+
+``GET/POST /api/v1/ingest/onenet/{prefix}`` and ``POST /api/v1/ingest/ctwing/{prefix}``:
+the signature (OneNET) or token (CTWing ``?token=``) is checked, the work is queued, and the
+answer is 200 within milliseconds; a bad signature is 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from app.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from app.registry.nbiot import PlatformAccount
+from gateways.nbiot import ctwing, onenet
+from gateways.nbiot.events import PlatformEvent
+from gateways.nbiot.ingest import IngestQueue, Work
+
+router = APIRouter(prefix="/api/v1/ingest", tags=["Device ingest"])
+MAX_BODY = 64 * 1024
+OK = {"result": "ok"}
+
+
+def _queue(request: Request) -> IngestQueue:
+    queue: IngestQueue = request.app.state.nbiot
+    return queue
+
+
+async def _account(request: Request, prefix: str, platform: str) -> PlatformAccount:
+    account = await _queue(request).devices.platform_account(prefix, platform)
+    if account is None:
+        raise PermissionDenied(
+            f"prefix {prefix} has no {platform} account configured (or its key is revoked)"
+        )
+    return account
+
+
+async def _body(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise RequestTooLarge(f"push body exceeds {MAX_BODY} bytes")
+    return bytes(body)
+
+
+def _queued(request: Request, account: PlatformAccount, event: PlatformEvent | None) -> Response:
+    if event is not None and not _queue(request).offer(
+        Work(account.prefix, account.principal, event)
+    ):
+        return Response(
+            orjson.dumps({"error": "Busy", "detail": "ingest queue full; retry"}),
+            503,
+            media_type="application/json",
+        )
+    return Response(orjson.dumps(OK), 200, media_type="application/json")
+
+
+@router.get("/onenet/{prefix}", response_class=PlainTextResponse)
+async def onenet_verification(
+    prefix: str, request: Request, msg: str, nonce: str, signature: str
+) -> PlainTextResponse:
+    """OneNET's URL check: answers ``msg`` when the signature matches the enterprise's token."""
+    account = await _account(request, prefix, "onenet")
+    assert account.token is not None
+    return PlainTextResponse(onenet.verify_url(account.token, msg=msg, nonce=nonce, sent=signature))
+
+
+@router.post("/onenet/{prefix}")
+async def onenet_push(prefix: str, request: Request) -> Response:
+    """A OneNET data (type 1) or online/offline (type 2) push, signed with the token."""
+    account = await _account(request, prefix, "onenet")
+    assert account.token is not None
+    event = onenet.parse_push(await _body(request), account.token)
+    return _queued(request, account, event)
+
+
+@router.post("/ctwing/{prefix}")
+async def ctwing_push(prefix: str, request: Request, token: str | None = None) -> Response:
+    """A CTWing subscription push (``dataReport``, online/offline report)."""
+    account = await _account(request, prefix, "ctwing")
+    if account.token is not None and not hmac.compare_digest(account.token, token or ""):
+        raise PermissionDenied("CTWing push: the token in the URL does not match")
+    try:
+        body = orjson.loads(await _body(request))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"CTWing push is not JSON: {exc}") from exc
+    return _queued(request, account, ctwing.parse_push(body))

@@ -1,0 +1,149 @@
+"""NB-IoT pushes (the real payloads in tests/fixtures/onenet and ctwing) over HTTP ingest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import bearer, create_enterprise
+from tests.gateways.conftest import fixture_json
+
+ONENET_IMEI = "861234056789012"
+CTWING_IMEI = "861234056789020"
+
+
+@pytest.fixture
+async def plant(client: httpx.AsyncClient) -> dict[str, Any]:
+    plant = await create_enterprise(client, "Cold Chain Co")
+    key = await client.post(
+        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
+        json={"name": "nb-iot"},
+        headers=bearer(plant),
+    )
+    return {**plant, "key": key.json()["key"]}
+
+
+async def configure(
+    client: httpx.AsyncClient, plant: dict[str, Any], platform: str, token: str | None
+) -> None:
+    answer = await client.put(
+        f"/api/v1/enterprises/{plant['prefix']}/nbiot/{platform}",
+        json={"provisionKey": plant["key"], "token": token},
+        headers=bearer(plant),
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def values(client: httpx.AsyncClient, handle: str) -> dict[str, str]:
+    answer = await client.get(f"/api/handles/{handle}")
+    assert answer.status_code == 200, answer.text
+    return {v["type"]: v["data"]["value"] for v in answer.json()["values"]}
+
+
+async def onenet_post(client: httpx.AsyncClient, prefix: str, name: str) -> httpx.Response:
+    push = fixture_json(f"onenet/{name}")
+    return await client.post(
+        f"/api/v1/ingest/onenet/{prefix}",
+        content=push["raw_body"].encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+async def test_onenet_url_verification(client: httpx.AsyncClient, plant: dict[str, Any]) -> None:
+    check = fixture_json("onenet/url-verification.json")
+    await configure(client, plant, "onenet", check["token"])
+    url = f"/api/v1/ingest/onenet/{plant['prefix']}"
+
+    answer = await client.get(url, params=check["query"])
+    assert answer.status_code == 200
+    assert answer.text == check["expected_answer"]
+
+    forged = await client.get(
+        url, params={**check["query"], "signature": "AAAAAAAAAAAAAAAAAAAAAA=="}
+    )
+    assert forged.status_code == 403
+
+
+async def test_onenet_pushes_register_and_update_liveness(
+    client: httpx.AsyncClient, plant: dict[str, Any], app: Any
+) -> None:
+    await configure(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
+    handle = f"{plant['prefix']}/DEV-imei-{ONENET_IMEI}"
+
+    forged = await onenet_post(client, plant["prefix"], "data-push-bad-signature.json")
+    assert forged.status_code == 403
+    await app.state.nbiot.drained()
+    assert (await client.get(f"/api/handles/{handle}")).status_code == 404
+
+    for name in ("online-push.json", "data-push.json"):
+        answer = await onenet_post(client, plant["prefix"], name)
+        assert answer.status_code == 200, answer.text
+    await app.state.nbiot.drained()
+    shown = await values(client, handle)
+    assert shown["network"] == "nbiot"
+    assert shown["hardwareIdType"] == "imei"
+    assert shown["online"] == "true"
+
+    assert (await onenet_post(client, plant["prefix"], "offline-push.json")).status_code == 200
+    await app.state.nbiot.drained()
+    assert (await values(client, handle))["online"] == "false"
+
+    assert (await onenet_post(client, plant["prefix"], "data-push.json")).status_code == 200
+    await app.state.nbiot.drained()
+    assert (await values(client, handle))["online"] == "true"
+
+
+async def test_unconfigured_prefix_is_refused(
+    client: httpx.AsyncClient, plant: dict[str, Any]
+) -> None:
+    answer = await onenet_post(client, plant["prefix"], "data-push.json")
+    assert answer.status_code == 403
+    assert "no onenet account" in answer.json()["detail"]
+
+
+async def test_ctwing_pushes(client: httpx.AsyncClient, plant: dict[str, Any], app: Any) -> None:
+    await configure(client, plant, "ctwing", "ctw-secret-1")
+    url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
+    for name in ("datareport-passthrough.json", "datareport-decoded.json"):
+        answer = await client.post(
+            url, params={"token": "ctw-secret-1"}, json=fixture_json(f"ctwing/{name}")
+        )
+        assert answer.status_code == 200, answer.text
+    await app.state.nbiot.drained()
+    shown = await values(client, f"{plant['prefix']}/DEV-imei-{CTWING_IMEI}")
+    assert shown["online"] == "true"
+    assert shown["network"] == "nbiot"
+
+    wrong = await client.post(
+        url, params={"token": "guess"}, json=fixture_json("ctwing/datareport-decoded.json")
+    )
+    assert wrong.status_code == 403
+    garbage = await client.post(url, params={"token": "ctw-secret-1"}, content=b"{nope")
+    assert garbage.status_code == 400
+
+
+async def test_revoked_key_stops_platform_registrations(
+    client: httpx.AsyncClient, plant: dict[str, Any]
+) -> None:
+    await configure(client, plant, "ctwing", None)
+    await client.delete(
+        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys/{plant['key']}",
+        headers=bearer(plant),
+    )
+    answer = await client.post(
+        f"/api/v1/ingest/ctwing/{plant['prefix']}",
+        json=fixture_json("ctwing/datareport-decoded.json"),
+    )
+    assert answer.status_code == 403
+
+
+async def test_onenet_needs_a_token(client: httpx.AsyncClient, plant: dict[str, Any]) -> None:
+    answer = await client.put(
+        f"/api/v1/enterprises/{plant['prefix']}/nbiot/onenet",
+        json={"provisionKey": plant["key"]},
+        headers=bearer(plant),
+    )
+    assert answer.status_code == 400
+    assert "token is required" in answer.json()["detail"]
