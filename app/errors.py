@@ -58,3 +58,12 @@ class TemplateViolation(NodeError):
         names = ", ".join(f["name"] for f in fields)
         super().__init__(message or f"the attributes do not satisfy the template: {names}")
         self.fields = fields
+
+
+class BatchRejected(NodeError):
+    """An all-or-nothing batch had rejected items, so none was written; ``results`` holds
+    the rejected items' results."""
+
+    def __init__(self, message: str, results: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.results = results

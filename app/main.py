@@ -12,7 +12,7 @@ import httpx
 import jinja2
 from fastapi import FastAPI
 
-from app.api import enterprises, errors, handles, identifiers, node, proxy, templates
+from app.api import batches, enterprises, errors, handles, identifiers, node, proxy, templates
 from app.api.fast import FastResolve
 from app.node import Node
 from app.registry import catalog
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(node.router)
     app.include_router(templates.router)
     app.include_router(identifiers.router)
+    app.include_router(batches.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 
