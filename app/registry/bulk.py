@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,11 +76,12 @@ async def register_chunk(
     """Register ``items`` in the session's transaction; one result per item, in order."""
     results: list[Result | None] = [None] * len(items)
     earlier = await _earlier_mints(session, batch, items)
+    now = clock.now()
     rows: list[_Row] = []
     seen = _Seen()
     for position, item in enumerate(items):
         try:
-            prepared = await _prepare(session, batch, item, position, earlier)
+            prepared = await _prepare(session, batch, item, position, earlier, now)
             if isinstance(prepared, str):
                 results[position] = created_result(item.line, prepared, created=False)
                 continue
@@ -89,7 +91,7 @@ async def register_chunk(
             continue
         rows.append(prepared)
     first = [r for r in rows if r.position not in seen.repeats]
-    inserted = await repo.insert_many(session, [r.record for r in first], now=clock.now())
+    inserted = await repo.insert_many(session, [r.record for r in first], now=now)
     for row in first:
         results[row.position] = _outcome(row, inserted, batch.principal)
     for row in rows:
@@ -159,7 +161,12 @@ def _outcome(row: _Row, inserted: repo.Inserted, principal: Principal) -> Result
 
 
 async def _prepare(
-    session: AsyncSession, batch: Batch, item: Item, position: int, earlier: Mapping[str, str]
+    session: AsyncSession,
+    batch: Batch,
+    item: Item,
+    position: int,
+    earlier: Mapping[str, str],
+    now: datetime,
 ) -> _Row | str:
     """The row to write, or the handle an earlier call with its idempotency key created."""
     if item.unreadable is not None:
@@ -180,7 +187,7 @@ async def _prepare(
     record = repo.NewRecord(
         handle=handle,
         prefix=target.prefix,
-        values=new_record_values(target, values, clock.now()),
+        values=new_record_values(target, values, now),
         claims=tuple(((c.template_id, c.item_name, c.value), c.index) for c in checked.claims),
     )
     return _Row(position, item.line, handle, record, checked.claims, key)
