@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(
         1_000_000, ge=1, description="Most registration requests in one batch call."
     )
+    batch_chunk_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Items per transaction of a batch that is not atomic (and per set-based "
+        "write of one that is).",
+    )
 
     # --- resolver cache ---
     cache_max_entries: int = Field(

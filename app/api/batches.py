@@ -57,6 +57,7 @@ async def register_batch(
         node.database.write_session,
         Batch(principal, node.settings.node_prefix),
         atomic=atomic,
+        chunk_rows=node.settings.batch_chunk_rows,
         after_commit=lambda session: evict_touched(session, node.resolver.cache),
     )
     items = _ndjson_items(request, node) if streamed else await _array_items(request, node)

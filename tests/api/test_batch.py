@@ -281,9 +281,11 @@ async def test_enterprises_register_only_under_their_own_prefixes(
 
 @pytest.fixture
 async def small_client(settings: Settings) -> Any:
-    """A node whose batch body limit is 2 KiB."""
+    """A node whose batch body limit is 2 KiB and whose batches commit every 2 items."""
     await _empty_tables(settings.database_url)
-    application = create_app(settings.model_copy(update={"batch_max_bytes": 2048}))
+    application = create_app(
+        settings.model_copy(update={"batch_max_bytes": 2048, "batch_chunk_rows": 2})
+    )
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
@@ -323,5 +325,38 @@ async def test_a_streamed_body_over_the_limit_answers_what_was_done(
     *results, last = [orjson.loads(line) for line in answer.content.splitlines()]
     assert last["summary"]["stopped"]["error"] == "RequestTooLarge"
     assert "stopped at line" in last["summary"]["stopped"]["detail"]
-    assert last["summary"]["accepted"] == len(results) == 0  # the partial chunk was not run
-    assert not await exists(small_client, f"{p}/S-0")
+    # Whole chunks read before the limit was met were written, and are answered; the rest
+    # (the partial chunk too) was not.
+    assert 0 < last["summary"]["accepted"] == len(results) < 10
+    assert [r["handle"] for r in results] == [f"{p}/S-{n}" for n in range(len(results))]
+    for r in results:
+        assert await exists(small_client, r["handle"])
+    assert not await exists(small_client, f"{p}/S-{len(results)}")
+
+
+async def test_chunks_commit_on_their_own_and_see_each_other(
+    small_client: httpx.AsyncClient,
+) -> None:
+    dairy = await create_enterprise(small_client)
+    p = dairy["prefix"]
+    items = [
+        food(f"{p}/C-1"),
+        food(f"{p}/C-2"),
+        food(f"{p}/C-1", quantity=5),  # a later chunk: the first is committed by now
+        {"prefix": p, "template": "food.batch", "attributes": BATCH, "idempotencyKey": "k"},
+        food(f"{p}/C-5"),
+        {"prefix": p, "template": "food.batch", "attributes": BATCH, "idempotencyKey": "k"},
+    ]
+    results, summary = await send_ndjson(small_client, dairy, items)
+    assert summary == {"accepted": 5, "rejected": 1}
+    assert results[2]["error"] == "HandleAlreadyExists"
+    assert results[5] == {"line": 6, "handle": results[3]["handle"], "created": False}
+
+    atomic = [food(f"{p}/T-1"), food(f"{p}/T-2"), food(f"{p}/T-3"), food(f"{p}/C-5")]
+    answer = await small_client.post(
+        URL, content=ndjson(atomic), params={"atomic": "true"}, headers={**NDJSON, **bearer(dairy)}
+    )
+    assert answer.status_code == 422, answer.text
+    assert [r["line"] for r in answer.json()["results"]] == [4]
+    for n in (1, 2, 3):  # written in earlier chunks of the one transaction, then undone
+        assert not await exists(small_client, f"{p}/T-{n}")
