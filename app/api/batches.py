@@ -29,6 +29,7 @@ NDJSON = "application/x-ndjson"
 NDJSON_TYPES = {NDJSON, "application/jsonl", "application/jsonlines", "application/x-jsonlines"}
 SPOOL_BYTES = 8 * 1024 * 1024  # results beyond this go to a temporary file
 READ_BLOCK = 256 * 1024
+MAX_LINE = 1024 * 1024  # one registration request; far more than any template allows
 
 
 @router.post(
@@ -108,6 +109,8 @@ async def _ndjson_items(request: Request, node: Node) -> AsyncIterator[Item]:
                 f"request body exceeds the limit of {limit} bytes (stopped at line {line + 1})"
             )
         *lines, rest = (rest + chunk).split(b"\n")
+        if len(rest) > MAX_LINE:
+            raise RequestTooLarge(f"line {line + len(lines) + 1} is longer than {MAX_LINE} bytes")
         for raw in lines:
             line += 1
             if raw.strip():

@@ -360,3 +360,17 @@ async def test_chunks_commit_on_their_own_and_see_each_other(
     assert [r["line"] for r in answer.json()["results"]] == [4]
     for n in (1, 2, 3):  # written in earlier chunks of the one transaction, then undone
         assert not await exists(small_client, f"{p}/T-{n}")
+
+
+async def test_an_endless_line_is_refused_naming_it(client: httpx.AsyncClient) -> None:
+    dairy = await create_enterprise(client)
+
+    async def stream() -> Any:
+        yield ndjson([food(f"{dairy['prefix']}/E-1")])
+        for _ in range(20):
+            yield b"x" * 100_000  # never a newline
+
+    answer = await client.post(URL, content=stream(), headers={**NDJSON, **bearer(dairy)})
+    assert answer.status_code == 413, answer.text
+    stopped = orjson.loads(answer.content.splitlines()[-1])["summary"]["stopped"]
+    assert "line 2 is longer than" in stopped["detail"]
