@@ -3,7 +3,7 @@ against the raw COPY of the same rows into the same tables as the ceiling.
 
     .venv/bin/python loadtests/bench_bulk.py [--rows 1000000] [--per-call 1000000] [--runs 3]
 
-Makes a fresh database, starts ``idnode serve`` (uvicorn, one worker) on it, allocates one
+Makes a fresh database, starts ``idnode serve --server uvicorn`` (one process) on it, allocates one
 enterprise, and writes ``--rows`` ``food.batch`` requests as NDJSON to a file beforehand (not
 timed). Each run empties the identifier tables and sends the file in calls of ``--per-call``
 lines, one after the other, timing from the first byte sent to the last result read. Then the
@@ -32,21 +32,15 @@ import asyncpg
 import httpx
 import orjson
 
+from app.registry.bundled_templates import FOOD_BATCH
+
 BIN = Path(sys.executable).parent
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "idnode_bench_bulk"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
-ATTRIBUTES = {
-    "product": "88.999.1/PRODUCT-MILK-250",
-    "productionDate": "2026-03-01",
-    "expiryDate": "2026-08-28",
-    "quantity": 12000,
-    "packagingLevel": "pallet",
-    "inspectionReport": "88.999.1/QC-20260301-01",
-    "origin": "内蒙古呼和浩特",
-}
+ATTRIBUTES = {k: v for k, v in FOOD_BATCH["example"].items() if k != "batchNumber"}
 TABLES = "handles, attribute_values"
 
 
@@ -67,7 +61,8 @@ def main() -> None:
     }
     with (work / "node.log").open("w") as log:
         node = subprocess.Popen(
-            [str(BIN / "idnode"), "serve", "--port", str(port)],
+            # uvicorn: one process, so its peak RSS is the node's
+            [str(BIN / "idnode"), "serve", "--port", str(port), "--server", "uvicorn"],
             env=env,
             cwd=work,
             stdout=log,
@@ -217,11 +212,11 @@ def _wait(base: str, node: subprocess.Popen[Any]) -> None:
         if node.poll() is not None:
             raise SystemExit(f"node exited with {node.returncode}")
         try:
-            httpx.get(f"{base}/api/handles/0.NA/X", timeout=1)
+            httpx.get(f"{base}/api/v1/templates", timeout=1)
             return
         except httpx.HTTPError:
             time.sleep(0.2)
-    raise SystemExit("node did not answer within 60s")
+    raise SystemExit("node did not answer within 60 s")
 
 
 if __name__ == "__main__":
