@@ -18,11 +18,13 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
+from app.csv_import import ImportSummary, count_rows, import_csv
 from app.errors import NodeError
 from app.main import device_gateway
-from app.registry import enterprises
+from app.registry import catalog, enterprises
 from app.settings import Settings
 from app.storage.database import Database
+from resolver.errors import ResolverError
 
 T = TypeVar("T")
 DEFAULT_SERVER = "granian"
@@ -249,6 +251,52 @@ def enterprise_enable(prefix: str) -> None:
         _settings(), lambda s: enterprises.change_status(s, prefix, status="active")
     )
     _echo_json(view.as_json())
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--template", required=True, help="Template id, e.g. food.batch (or id@version).")
+@click.option("--prefix", required=True, help="Enterprise prefix to register under, e.g. 88.999.1.")
+def import_rows(file: Path, template: str, prefix: str) -> None:
+    """Register every row of FILE (CSV) as an identifier of TEMPLATE under PREFIX.
+
+    The header names the attributes; columns suffix, url and idempotencyKey are special.
+    Rejected rows go to FILE.rejected.csv with line number and reason; the exit status is
+    1 when any row was rejected.
+    """
+    settings = _settings()
+    migrate_database(settings)
+    total = count_rows(file)
+
+    async def run(advance: Callable[[int], None]) -> ImportSummary:
+        database = Database(settings)
+        try:
+            async with database.write_session() as session:
+                await catalog.ensure_bundled(session, node_prefix=settings.node_prefix)
+                await session.commit()
+            return await import_csv(
+                database,
+                file,
+                template=template,
+                prefix=prefix,
+                node_prefix=settings.node_prefix,
+                progress=advance,
+            )
+        finally:
+            await database.dispose()
+
+    with click.progressbar(length=total, label=f"importing {file.name}", file=sys.stderr) as bar:
+        try:
+            summary = asyncio.run(run(bar.update))
+        except (NodeError, ResolverError) as exc:
+            raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"{summary.accepted} of {summary.rows} rows registered under {prefix} "
+        f"(template {template}), {summary.rejected} rejected"
+    )
+    if summary.rejected_file is not None:
+        click.echo(f"rejected rows, with line numbers and reasons: {summary.rejected_file}")
+        sys.exit(1)
 
 
 def _where(settings: Settings) -> str:

@@ -82,3 +82,12 @@ class ProvisioningKeyNotFound(NodeError):
 
 class ApplicationAlreadyMapped(NodeError):
     """The LoRaWAN application is already mapped to a prefix."""
+
+
+class BatchRejected(NodeError):
+    """An all-or-nothing batch had rejected items, so none was written; ``results`` holds
+    the rejected items' results."""
+
+    def __init__(self, message: str, results: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.results = results

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from app.api import (
+    batches,
     devices,
     enterprises,
     errors,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identifiers.router)
     app.include_router(devices.router)
     app.include_router(nbiot.router)
+    app.include_router(batches.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 

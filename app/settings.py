@@ -51,6 +51,21 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
 
+    batch_max_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of POST /api/v1/identifiers:batch (413 beyond).",
+    )
+    batch_max_items: int = Field(
+        1_000_000, ge=1, description="Most registration requests in one batch call."
+    )
+    batch_chunk_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Items per transaction of a batch that is not atomic (and per set-based "
+        "write of one that is).",
+    )
+
     # --- resolver cache ---
     cache_max_entries: int = Field(
         100_000, ge=0, description="Identifiers kept in each process's cache (0 turns it off)."

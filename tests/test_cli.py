@@ -4,6 +4,7 @@ fresh PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import re
@@ -124,7 +125,8 @@ def operator_get(node: LiveNode, token: str) -> httpx.Response:
 @pytest.mark.parametrize(
     ("command", "explains"),
     [
-        ((), ["serve", "migrate", "enterprise", "operator-token", "IDNODE_DATABASE_URL"]),
+        ((), ["serve", "migrate", "enterprise", "operator-token", "import", "IDNODE_DATABASE_URL"]),
+        (("import",), ["FILE", "--template", "--prefix", "rejected.csv", "line number"]),
         (("serve",), ["Serve the node", "--host", "--port", "--workers", "--no-migrate"]),
         (("migrate",), ["schema"]),
         (("enterprise",), ["create", "list", "disable", "enable"]),
@@ -310,3 +312,87 @@ def test_serve_prints_the_operator_token_on_first_start_only(cli: Cli) -> None:
         assert listed.json() == []
     finally:
         second.stop()
+
+
+# --- import ---
+
+IMPORT_HEADER = "suffix,product,batchNumber,productionDate,expiryDate,quantity,packagingLevel"
+
+
+def test_import_registers_rows_and_writes_the_rejected_ones(cli: Cli) -> None:
+    cli.ok("enterprise", "create", "Yili Dairy")
+    source = cli.workdir / "batches.csv"
+    source.write_text(
+        "\n".join(
+            [
+                IMPORT_HEADER,
+                "B-1,88.999.1/P-1,B1,2026-03-01,2026-08-28,100,pallet",
+                "B-2,88.999.1/P-1,B2,2026-02-30,2026-08-28,lots,pallet",
+                ",88.999.1/P-1,B3,2026-03-01,2026-08-28,,",
+                "",
+                "B-1,88.999.1/P-1,B4,2026-03-01,2026-08-28,1,case",
+                "B-5,88.999.1/P-1,B5,2026-03-01",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    done = cli.run("import", str(source), "--template", "food.batch", "--prefix", "88.999.1")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "2 of 5 rows registered under 88.999.1" in done.stdout
+    assert "3 rejected" in done.stdout
+    rejected = cli.workdir / "batches.rejected.csv"
+    assert str(rejected.name) in done.stdout
+    with rejected.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["line", "error", "reason", *IMPORT_HEADER.split(",")]
+    by_line = {row[0]: row for row in rows[1:]}
+    assert set(by_line) == {"3", "6", "7"}
+    assert by_line["3"][1] == "TemplateViolation"
+    assert "productionDate must be a real date" in by_line["3"][2]
+    assert "quantity must be a number" in by_line["3"][2]
+    assert by_line["3"][3:] == [
+        "B-2",
+        "88.999.1/P-1",
+        "B2",
+        "2026-02-30",
+        "2026-08-28",
+        "lots",
+        "pallet",
+    ]
+    assert by_line["6"][1] == "HandleAlreadyExists"
+    assert "line 2" in by_line["6"][2]
+    assert by_line["7"][1] == "InvalidRequest"
+    assert "4 cells" in by_line["7"][2]
+
+    stored = query(cli.database_url, "SELECT handle FROM handles WHERE handle LIKE '88.999.1/%'")
+    handles = sorted(h for (h,) in stored if h != "88.999.1/ADMIN")
+    assert len(handles) == 2
+    assert "88.999.1/B-1" in handles
+    batch = query(
+        cli.database_url,
+        "SELECT value FROM attribute_values WHERE handle = '88.999.1/B-1' AND name = 'quantity'",
+    )
+    assert batch == [("100",)]
+
+    # Fixed and imported again: every row is in, and the stale rejected file is gone.
+    source.write_text(IMPORT_HEADER + "\nB-2,88.999.1/P-1,B2,2026-03-02,2026-08-28,5,case\n")
+    again = cli.ok("import", str(source), "--template", "food.batch", "--prefix", "88.999.1")
+    assert "1 of 1 rows registered" in again
+    assert not rejected.exists()
+
+
+def test_import_refuses_an_unknown_template_or_prefix_before_any_row(cli: Cli) -> None:
+    cli.ok("enterprise", "create", "Yili Dairy")
+    source = cli.workdir / "b.csv"
+    source.write_text(IMPORT_HEADER + "\nB-1,88.999.1/P-1,B1,2026-03-01,2026-08-28,1,case\n")
+    for args, named in (
+        (("--template", "no.such", "--prefix", "88.999.1"), "no.such"),
+        (("--template", "food.batch", "--prefix", "88.999.77"), "88.999.77"),
+    ):
+        done = cli.run("import", str(source), *args)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        assert named in done.stderr
+    assert query(cli.database_url, "SELECT COUNT(*) FROM attribute_values") == [(0,)]

@@ -70,18 +70,27 @@ WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 async def json_body(request: Request, node: NodeDep) -> Any:
     """The parsed JSON body, refusing oversized and malformed ones with clear errors."""
-    limit = node.settings.max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+    body = await read_body(request, node.settings.max_request_bytes)
     if not body:
         raise InvalidRequest("the request body is empty; a JSON document was expected")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def refuse_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+
+
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The whole body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    refuse_declared_size(request, limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return body

@@ -47,6 +47,7 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.DeviceNotFound: (404, 100),
     node.ProvisioningKeyNotFound: (404, 100),
     node.ApplicationAlreadyMapped: (409, 101),
+    node.BatchRejected: (422, 202),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"
@@ -69,6 +70,10 @@ def error_response(
         content: dict[str, object] = {"error": type(exc).__name__, "detail": message}
         if isinstance(exc, node.TemplateViolation):
             content["fields"] = exc.fields
+        if isinstance(exc, node.BatchRejected):
+            content["accepted"] = 0
+            content["rejected"] = len(exc.results)
+            content["results"] = exc.results
         body = orjson.dumps(content)
     headers = CHALLENGE if status == 401 else None
     return Response(body, status, headers=headers, media_type="application/json")

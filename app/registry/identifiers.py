@@ -64,7 +64,7 @@ async def register(
     idempotency_key: str | None = None,
 ) -> Registered:
     """Create an identifier at ``handle``, or under ``prefix`` with a node-chosen suffix."""
-    target = _target(handle, prefix)
+    target = target_handle(handle, prefix)
     await authorize_write(session, principal, target, node_prefix=node_prefix)
     if idempotency_key is not None:
         earlier = await earlier_mint(session, principal, key=idempotency_key, handle=target)
@@ -72,15 +72,15 @@ async def register(
             return Registered(earlier, await template_of(session, earlier), created=False)
     chosen = await catalog.find(session, principal, template)
     checked = check(chosen, attributes, visibility=visibility)
-    await _claim(session, checked, str(target), principal, _url_problems(url))
-    values = [*checked.values, *_url_values(url)]
+    await _claim(session, checked, str(target), principal, url_problems(url))
+    values = [*checked.values, *url_values(url)]
     record, _ = await put_record(
         session, target, values, principal=principal, node_prefix=node_prefix, overwrite=False
     )
     return Registered(record, chosen)
 
 
-def _target(handle: str | None, prefix: str | None) -> Handle:
+def target_handle(handle: str | None, prefix: str | None) -> Handle:
     if (handle is None) == (prefix is None):
         raise InvalidRequest(
             'send either "handle" (the full identifier) or "prefix" (the node picks a suffix)'
@@ -124,12 +124,12 @@ async def change(
         visibility={**narrowed, **(visibility or {})},
         unchanged=[n for n in held if n not in attributes],
     )
-    await _claim(session, checked, str(target), principal, _url_problems(url))
+    await _claim(session, checked, str(target), principal, url_problems(url))
     replaced = {TEMPLATE_INDEX, *(i.index for i in template.items)}
     if url is not UNSET:
         replaced.add(URL_INDEX)
     kept = [v for v in existing if v.index not in replaced]
-    new_url = _url_values(url) if url is not UNSET else ()
+    new_url = url_values(url) if url is not UNSET else ()
     record, _ = await put_record(
         session,
         target,
@@ -140,7 +140,7 @@ async def change(
     return Registered(record, template, created=False)
 
 
-def _url_problems(url: Any) -> list[Problem]:
+def url_problems(url: Any) -> list[Problem]:
     if url is UNSET or url is None:
         return []
     if not isinstance(url, str) or len(url) > MAX_URL or not _web_address(url):
@@ -153,7 +153,7 @@ def _web_address(text: str) -> bool:
     return parts.scheme in {"http", "https"} and bool(parts.netloc)
 
 
-def _url_values(url: Any) -> tuple[HandleValue, ...]:
+def url_values(url: Any) -> tuple[HandleValue, ...]:
     if not isinstance(url, str):
         return ()
     return (HandleValue(index=URL_INDEX, type="URL", format="string", value=url),)
@@ -171,7 +171,7 @@ async def _claim(
     keys = {(c.template_id, c.item_name, c.value): c for c in checked.claims}
     taken = await claims_repo.holders(session, list(keys))
     problems += [
-        _taken(keys[k], holder, principal) for k, holder in taken.items() if holder != handle
+        taken_problem(keys[k], holder, principal) for k, holder in taken.items() if holder != handle
     ]
     if problems:
         raise TemplateViolation(problems)
@@ -179,12 +179,12 @@ async def _claim(
     for key in sorted(keys):
         holder = await claims_repo.claim(session, key, handle=handle, index=keys[key].index)
         if holder is not None:
-            problems.append(_taken(keys[key], holder, principal))
+            problems.append(taken_problem(keys[key], holder, principal))
     if problems:
         raise TemplateViolation(problems)
 
 
-def _taken(claim: Claim, holder: str, principal: Principal) -> Problem:
+def taken_problem(claim: Claim, holder: str, principal: Principal) -> Problem:
     # Name the holder only to a caller who may write it; others learn only that it is taken.
     owner = holder.partition("/")[0]
     where = f" by {holder}" if principal.is_operator or principal.owns(owner) else ""

@@ -12,10 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.storage.copy import copy_rows, is_postgres
 from app.storage.models import AttributeValue, UniqueAttributeValue
 
 TEMPLATE_INDEX = 1001
@@ -177,3 +180,85 @@ async def search(
         query = query.where(base.handle > after)
     rows = await session.execute(query.order_by(base.handle).limit(limit))
     return [(row[0], any(row[1:])) for row in rows.all()]
+
+
+# --- bulk loads (app/storage/handles.py: insert_many) ---
+
+LOOKUP_SLICE = 5_000  # keys per lookup: within SQLite's limit on bound parameters
+
+
+async def claim_many(
+    session: AsyncSession, wanted: Sequence[tuple[ClaimKey, str, int]]
+) -> dict[str, list[tuple[ClaimKey, str]]]:
+    """Claim unique values for many identifiers ((key, handle, index) each); the clashes,
+    handle -> [(key, holder)], where another identifier holds the value.
+
+    Claims that meet at the primary key (a concurrent writer) lose and are reported too, so
+    exactly one identifier ever holds a value.
+    """
+    if not wanted:
+        return {}
+    keys = [key for key, _, _ in wanted]
+    held = await _holders_in_slices(session, keys)
+    free = [(k, h, i) for k, h, i in wanted if k not in held]
+    if free:
+        statement = _insert_ignoring_conflicts(session)
+        await session.execute(
+            statement,
+            [
+                {"template_id": t, "item_name": n, "value": v, "handle": h, "value_index": i}
+                for (t, n, v), h, i in free
+            ],
+        )
+        held = await _holders_in_slices(session, keys)
+    clashes: dict[str, list[tuple[ClaimKey, str]]] = {}
+    for key, handle, _ in wanted:
+        holder = held.get(key)
+        if holder is not None and holder != handle:
+            clashes.setdefault(handle, []).append((key, holder))
+    return clashes
+
+
+def _insert_ignoring_conflicts(session: AsyncSession) -> Any:
+    if is_postgres(session):
+        return postgresql_insert(UniqueAttributeValue).on_conflict_do_nothing()
+    return sqlite_insert(UniqueAttributeValue).on_conflict_do_nothing()
+
+
+async def _holders_in_slices(
+    session: AsyncSession, keys: Sequence[ClaimKey]
+) -> dict[ClaimKey, str]:
+    held: dict[ClaimKey, str] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), LOOKUP_SLICE):
+        held.update(await holders(session, unique[start : start + LOOKUP_SLICE]))
+    return held
+
+
+async def release_claims(session: AsyncSession, claims: Sequence[tuple[ClaimKey, str]]) -> None:
+    """Give up values claimed for identifiers a bulk load did not create after all."""
+    for (template_id, name, value), handle in claims:
+        await session.execute(
+            delete(UniqueAttributeValue).where(
+                UniqueAttributeValue.template_id == template_id,
+                UniqueAttributeValue.item_name == name,
+                UniqueAttributeValue.value == value,
+                UniqueAttributeValue.handle == handle,
+            )
+        )
+
+
+async def index_many(
+    session: AsyncSession, records: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """The searchable rows of freshly created records, set-based (COPY on PostgreSQL)."""
+    rows = [row for handle, values in records for row in attribute_rows(handle, values)]
+    if not rows:
+        return
+    if is_postgres(session):
+        columns = list(rows[0])
+        await copy_rows(
+            session, AttributeValue.__tablename__, columns, [tuple(r.values()) for r in rows]
+        )
+    else:
+        await session.execute(insert(AttributeValue), rows)

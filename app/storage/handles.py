@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy import insert as insert_rows
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.storage import history as history_repo
-from app.storage.attributes import forget_record, index_record
+from app.storage.attributes import (
+    LOOKUP_SLICE,
+    ClaimKey,
+    claim_many,
+    forget_record,
+    index_many,
+    index_record,
+    release_claims,
+)
 from app.storage.conflicts import insert_new
+from app.storage.copy import is_postgres, raw_connection
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from resolver.record import Record
@@ -207,6 +220,35 @@ async def minted_for(session: AsyncSession, *, owner: str, key: str) -> str | No
     ).scalar_one_or_none()
 
 
+async def minted_many(session: AsyncSession, *, owner: str, keys: Sequence[str]) -> dict[str, str]:
+    """The identifiers earlier mints with these keys created (key -> handle)."""
+    found: dict[str, str] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), LOOKUP_SLICE):
+        rows = await session.execute(
+            select(IdempotencyKey.key, IdempotencyKey.handle).where(
+                IdempotencyKey.owner == owner,
+                IdempotencyKey.key.in_(unique[start : start + LOOKUP_SLICE]),
+            )
+        )
+        found.update({key: handle for key, handle in rows.all()})
+    return found
+
+
+async def remember_mints(
+    session: AsyncSession, *, owner: str, minted: dict[str, str], now: datetime
+) -> None:
+    """Remember the keys of a bulk load's new identifiers (a key claimed meanwhile by a
+    concurrent call keeps its first identifier)."""
+    statement = (
+        postgresql_insert(IdempotencyKey) if is_postgres(session) else sqlite_insert(IdempotencyKey)
+    ).on_conflict_do_nothing()
+    await session.execute(
+        statement,
+        [{"owner": owner, "key": k, "handle": h, "created_at": now} for k, h in minted.items()],
+    )
+
+
 async def remember_mint(
     session: AsyncSession, *, owner: str, key: str, handle: str, now: datetime
 ) -> bool:
@@ -217,3 +259,123 @@ async def remember_mint(
     except IntegrityError:
         return False
     return True
+
+
+# --- bulk registration: one set-based path (app/registry/bulk.py) ---
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A record a bulk load creates, with the unique values it claims (key, value index)."""
+
+    handle: str
+    prefix: str
+    values: list[dict[str, Any]]
+    claims: tuple[tuple[ClaimKey, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What :func:`insert_many` did: created handles, handles that already existed, and the
+    unique values other identifiers hold (handle -> [(key, holder)])."""
+
+    created: set[str]
+    existing: set[str]
+    clashes: dict[str, list[tuple[ClaimKey, str]]]
+
+
+async def insert_many(
+    session: AsyncSession, records: Sequence[NewRecord], *, now: datetime, actor: str
+) -> Inserted:
+    """Create many records at once (never replacing one), with their unique claims,
+    searchable attributes, history and references; the only place bulk loads write records.
+
+    Set-based: on PostgreSQL the rows are COPied into a temporary table and inserted with
+    ``ON CONFLICT DO NOTHING``, so a handle created meanwhile by another writer is reported
+    as existing rather than failing the whole chunk. A record whose unique value is held
+    elsewhere, or whose handle exists, is not written and claims nothing.
+    """
+    clashes = await claim_many(
+        session, [(key, r.handle, index) for r in records for key, index in r.claims]
+    )
+    candidates = [r for r in records if r.handle not in clashes]
+    if is_postgres(session):
+        created = await _copy_new_handles(session, candidates, now)
+    else:
+        created = await _insert_new_handles(session, candidates, now)
+    existing = {r.handle for r in candidates} - created
+    await release_claims(
+        session,
+        [(key, r.handle) for r in records if r.handle not in created for key, _ in r.claims],
+    )
+    new = [(r.handle, r.values) for r in candidates if r.handle in created]
+    await index_many(session, new)
+    await history_repo.record_created(session, new, actor=actor, at=now)
+    await touched(session, [handle for handle, _ in new])
+    return Inserted(created, existing, clashes)
+
+
+async def _copy_new_handles(
+    session: AsyncSession, records: Sequence[NewRecord], now: datetime
+) -> set[str]:
+    if not records:
+        return set()
+    # Runs through SQLAlchemy first, which opens the transaction the raw COPY then joins.
+    await session.execute(text(_STAGING))
+    driver = await raw_connection(session)
+    await driver.copy_records_to_table(
+        "bulk_handles",
+        records=[(r.handle, r.prefix, _json_text(r.values)) for r in records],
+        columns=["handle", "prefix", "values"],
+    )
+    rows = await driver.fetch(_FROM_STAGING, now)
+    await driver.execute("TRUNCATE bulk_handles")
+    return {row[0] for row in rows}
+
+
+_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS bulk_handles "
+    "(handle text, prefix text, values text) ON COMMIT DELETE ROWS"
+)
+_FROM_STAGING = (
+    "INSERT INTO handles (handle, prefix, values, created_at, updated_at) "
+    "SELECT handle, prefix, values::jsonb, $1, $1 FROM bulk_handles "
+    "ON CONFLICT (handle) DO NOTHING RETURNING handle"
+)
+
+
+def _json_text(values: list[dict[str, Any]]) -> str:
+    return orjson.dumps(values).decode()
+
+
+async def _insert_new_handles(
+    session: AsyncSession, records: Sequence[NewRecord], now: datetime
+) -> set[str]:
+    """SQLite: one writer at a time (BEGIN IMMEDIATE), so what is absent now stays absent."""
+    taken = set(await stored_handles(session, [r.handle for r in records]))
+    fresh = [r for r in records if r.handle not in taken]
+    if fresh:
+        await session.execute(
+            insert_rows(HandleRow),
+            [
+                {
+                    "handle": r.handle,
+                    "prefix": r.prefix,
+                    "values": r.values,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in fresh
+            ],
+        )
+    return {r.handle for r in fresh}
+
+
+async def stored_handles(session: AsyncSession, handles: Sequence[str]) -> list[str]:
+    """Which of ``handles`` exist (looked up in slices that fit any driver's limits)."""
+    found: list[str] = []
+    for start in range(0, len(handles), LOOKUP_SLICE):
+        part = handles[start : start + LOOKUP_SLICE]
+        rows = await session.execute(select(HandleRow.handle).where(HandleRow.handle.in_(part)))
+        found += rows.scalars()
+    return found

@@ -1,0 +1,163 @@
+"""``idnode import FILE.csv``: rows of a spreadsheet become identifiers, through the same bulk
+service and chunked transactions as ``POST /api/v1/identifiers:batch``.
+
+The header names template attributes; three columns are special: ``suffix`` (the identifier
+is ``<prefix>/<suffix>``; empty or absent: the node picks one), ``url`` and
+``idempotencyKey``. Empty cells are absent attributes. Rejected rows go to
+``<FILE>.rejected.csv`` with their line number, the reason and the row as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.auth import OPERATOR
+from app.errors import NodeError
+from app.registry import catalog
+from app.registry.bulk import Batch, Item, Result
+from app.registry.bulk_load import BulkLoad
+from app.registry.handles import authorize_write
+from app.storage.database import Database
+from resolver.identifier import parse_handle, parse_prefix
+
+SPECIAL = ("suffix", "url", "idempotencyKey")
+ENCODING = "utf-8-sig"  # spreadsheets often start the file with a byte-order mark
+
+
+@dataclass
+class ImportSummary:
+    rows: int
+    accepted: int
+    rejected: int
+    rejected_file: Path | None
+
+
+def rejected_path(source: Path) -> Path:
+    return source.with_suffix(".rejected.csv")
+
+
+def count_rows(source: Path) -> int:
+    with source.open(newline="", encoding=ENCODING) as file:
+        return max(sum(1 for _ in csv.reader(file)) - 1, 0)
+
+
+async def import_csv(
+    database: Database,
+    source: Path,
+    *,
+    template: str,
+    prefix: str,
+    node_prefix: str,
+    progress: Callable[[int], None],
+) -> ImportSummary:
+    """Register every row of ``source`` under ``prefix`` as the operator would."""
+    prefix = parse_prefix(prefix)
+    await _refuse_early(database, template=template, prefix=prefix, node_prefix=node_prefix)
+    load = BulkLoad(database.write_session, Batch(OPERATOR, node_prefix))
+    target = rejected_path(source)
+    target.unlink(missing_ok=True)
+    with source.open(newline="", encoding=ENCODING) as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if header is None:
+            raise NodeError(f"{source} is empty; the first row must name the columns")
+        originals: dict[int, list[str]] = {}
+        items = _items(reader, header, originals, template=template, prefix=prefix)
+        with _Rejections(target, header) as rejections:
+            async for results in load.run(_async(items)):
+                for result in results:
+                    row = originals.pop(result["line"])
+                    if "error" in result:
+                        rejections.add(result, row)
+                progress(len(results))
+    written = target if load.rejected else None
+    if written is None:
+        target.unlink(missing_ok=True)
+    return ImportSummary(load.accepted + load.rejected, load.accepted, load.rejected, written)
+
+
+async def _refuse_early(
+    database: Database, *, template: str, prefix: str, node_prefix: str
+) -> None:
+    """A wrong template or prefix would reject every row: say so once, before any."""
+    async with database.read_session() as session:
+        await catalog.find(session, OPERATOR, template)
+        await authorize_write(
+            session, OPERATOR, parse_handle(f"{prefix}/import"), node_prefix=node_prefix
+        )
+
+
+def _items(
+    reader: Any,
+    header: list[str],
+    originals: dict[int, list[str]],
+    *,
+    template: str,
+    prefix: str,
+) -> Iterator[Item]:
+    names = [name.strip() for name in header]
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        originals[line] = row
+        if len(row) != len(names):
+            yield Item(
+                line, unreadable=f"line {line} has {len(row)} cells, the header {len(names)}"
+            )
+            continue
+        cells = {name: cell for name, cell in zip(names, row, strict=True) if cell.strip()}
+        body: dict[str, Any] = {"template": template}
+        suffix = cells.pop("suffix", None)
+        if suffix is not None:
+            body["handle"] = f"{prefix}/{suffix.strip()}"
+        else:
+            body["prefix"] = prefix
+        for name in SPECIAL[1:]:
+            if name in cells:
+                body[name] = cells.pop(name).strip()
+        body["attributes"] = cells
+        yield Item(line, body)
+
+
+async def _async(items: Iterator[Item]) -> AsyncIterator[Item]:
+    for item in items:
+        yield item
+
+
+class _Rejections:
+    """``<FILE>.rejected.csv``: line, error, reason, then the row as it was."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self.header = header
+        self.file: TextIO | None = None
+        self.writer: Any = None
+
+    def __enter__(self) -> _Rejections:
+        return self
+
+    def add(self, result: Result, row: list[str]) -> None:
+        if self.writer is None:
+            self.file = self.path.open("w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(["line", "error", "reason", *self.header])
+        self.writer.writerow([result["line"], result["error"], reason(result), *row])
+
+    def __exit__(self, *_: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def reason(result: Result) -> str:
+    fields = result.get("fields") or []
+    if not fields:
+        return str(result["detail"])
+    return "; ".join(f"{f['name']} {f['message']}" for f in fields)
+
+
+__all__ = ["ImportSummary", "count_rows", "import_csv", "rejected_path"]

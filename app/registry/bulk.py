@@ -1,0 +1,300 @@
+"""Bulk registration: many identifiers in one call, each validated exactly as one
+``POST /api/v1/identifiers`` is (same shape, same :func:`check`, same authorization), written
+set-based through ``app/storage/handles.py: insert_many``.
+
+Every item gets a result in the order sent: ``{"line", "handle", "created"}`` or
+``{"line", "error", "detail", "fields"}``; one bad item never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.errors import InvalidRequest, NodeError, TemplateViolation
+from app.registry import catalog, clock
+from app.registry.handles import authorize_write, new_record_values, owner_key
+from app.registry.identifiers import taken_problem, target_handle, url_problems, url_values
+from app.registry.template_definitions import Template
+from app.registry.templates import Claim, Problem, check
+from app.storage import handles as repo
+from app.storage.attributes import ClaimKey
+from resolver.errors import HandleAlreadyExists, ResolverError
+from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
+
+Result = dict[str, Any]
+MAX_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One registration request of a batch: its line (or position) and its parsed body, or
+    why it could not be read."""
+
+    line: int
+    body: Any = None
+    unreadable: str | None = None
+
+
+@dataclass
+class Batch:
+    """Who sends a batch, and what its chunks look up once: templates and prefixes."""
+
+    principal: Principal
+    node_prefix: str
+    templates: dict[str, Template | NodeError] = field(default_factory=dict)
+    prefixes: dict[str, Exception | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    position: int
+    line: int
+    handle: str
+    record: repo.NewRecord
+    claims: tuple[Claim, ...]
+    key: str | None
+
+
+def error_result(line: int, exc: NodeError | ResolverError) -> Result:
+    fields = exc.fields if isinstance(exc, TemplateViolation) else []
+    return {"line": line, "error": type(exc).__name__, "detail": exc.message, "fields": fields}
+
+
+def created_result(line: int, handle: str, *, created: bool = True) -> Result:
+    return {"line": line, "handle": handle, "created": created}
+
+
+async def register_chunk(
+    session: AsyncSession, batch: Batch, items: Sequence[Item]
+) -> list[Result]:
+    """Register ``items`` in the session's transaction; one result per item, in order."""
+    results: list[Result | None] = [None] * len(items)
+    earlier = await _earlier_mints(session, batch, items)
+    now = clock.now()
+    rows: list[_Row] = []
+    seen = _Seen()
+    for position, item in enumerate(items):
+        try:
+            prepared = await _prepare(session, batch, item, position, earlier, now)
+            if isinstance(prepared, str):
+                results[position] = created_result(item.line, prepared, created=False)
+                continue
+            seen.admit(prepared)
+        except (NodeError, ResolverError) as exc:
+            results[position] = error_result(item.line, exc)
+            continue
+        rows.append(prepared)
+    first = [r for r in rows if r.position not in seen.repeats]
+    inserted = await repo.insert_many(
+        session, [r.record for r in first], now=now, actor=batch.principal.actor
+    )
+    for row in first:
+        results[row.position] = _outcome(row, inserted, batch.principal)
+    for row in rows:
+        if row.position in seen.repeats:
+            results[row.position] = seen.repeat_result(row, results)
+    await _remember_keys(session, batch, rows, results)
+    return [r for r in results if r is not None]
+
+
+class _Seen:
+    """Handles, unique values and idempotency keys met earlier in the same chunk."""
+
+    def __init__(self) -> None:
+        self.handles: dict[str, int] = {}
+        self.claims: dict[ClaimKey, int] = {}
+        self.keys: dict[str, _Row] = {}
+        self.repeats: dict[int, _Row] = {}  # position -> the row first sending its key
+
+    def admit(self, row: _Row) -> None:
+        if row.key is not None and row.key in self.keys:
+            self.repeats[row.position] = self.keys[row.key]
+            return
+        if row.handle in self.handles:
+            raise HandleAlreadyExists(
+                f"handle {row.handle} is also at line {self.handles[row.handle]} of this batch"
+            )
+        problems = [
+            {
+                "name": c.item_name,
+                "message": f"{c.value!r} is also at line {self.claims[k]} of this batch; "
+                f"it must be unique in template {c.template_id}",
+            }
+            for c in row.claims
+            if (k := (c.template_id, c.item_name, c.value)) in self.claims
+        ]
+        if problems:
+            raise TemplateViolation(problems)
+        self.handles[row.handle] = row.line
+        for c in row.claims:
+            self.claims[(c.template_id, c.item_name, c.value)] = row.line
+        if row.key is not None:
+            self.keys[row.key] = row
+
+    def repeat_result(self, row: _Row, results: Sequence[Result | None]) -> Result:
+        first = self.repeats[row.position]
+        answered = results[first.position]
+        if answered is not None and "handle" in answered:
+            return created_result(row.line, answered["handle"], created=False)
+        return error_result(
+            row.line,
+            InvalidRequest(
+                f"idempotency key {row.key!r} is also at line {first.line} of this batch, "
+                "which was rejected"
+            ),
+        )
+
+
+def _outcome(row: _Row, inserted: repo.Inserted, principal: Principal) -> Result:
+    if row.handle in inserted.created:
+        return created_result(row.line, row.handle)
+    clashes = inserted.clashes.get(row.handle)
+    if clashes:
+        by_key = {(c.template_id, c.item_name, c.value): c for c in row.claims}
+        problems = [taken_problem(by_key[key], holder, principal) for key, holder in clashes]
+        return error_result(row.line, TemplateViolation(problems))
+    return error_result(row.line, HandleAlreadyExists(f"handle {row.handle} already exists"))
+
+
+async def _prepare(
+    session: AsyncSession,
+    batch: Batch,
+    item: Item,
+    position: int,
+    earlier: Mapping[str, str],
+    now: datetime,
+) -> _Row | str:
+    """The row to write, or the handle an earlier call with its idempotency key created."""
+    if item.unreadable is not None:
+        raise InvalidRequest(item.unreadable)
+    body = _request(item.body)
+    target = target_handle(body.get("handle"), body.get("prefix"))
+    await _authorize(session, batch, target)
+    key = _key(body.get("idempotencyKey"))
+    if key is not None and key in earlier:
+        return earlier[key]
+    template = await _template(session, batch, body["template"])
+    checked = check(template, body.get("attributes") or {}, visibility=body.get("visibility"))
+    problems: list[Problem] = [*checked.problems, *url_problems(body.get("url"))]
+    if problems:
+        raise TemplateViolation(problems)
+    handle = str(target)
+    values = [*checked.values, *url_values(body.get("url"))]
+    record = repo.NewRecord(
+        handle=handle,
+        prefix=target.prefix,
+        values=new_record_values(target, values, now),
+        claims=tuple(((c.template_id, c.item_name, c.value), c.index) for c in checked.claims),
+    )
+    return _Row(position, item.line, handle, record, checked.claims, key)
+
+
+_SHAPE: dict[str, tuple[type, ...]] = {
+    "handle": (str,),
+    "prefix": (str,),
+    "template": (str,),
+    "attributes": (dict,),
+    "visibility": (dict,),
+    "url": (str,),
+    "idempotencyKey": (str,),
+}
+
+
+def _request(body: Any) -> dict[str, Any]:
+    """The same shape one ``POST /api/v1/identifiers`` body has (unknown fields ignored)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "each item must be a JSON object like the body of POST /api/v1/identifiers"
+        )
+    if "template" not in body:
+        raise InvalidRequest('"template" is required (a template id such as food.batch)')
+    wrong = [
+        name
+        for name, kinds in _SHAPE.items()
+        if body.get(name) is not None and not isinstance(body[name], kinds)
+    ]
+    if wrong:
+        raise InvalidRequest(
+            "; ".join(
+                f"{name}: must be {'an object' if _SHAPE[name] == (dict,) else 'text'}"
+                for name in wrong
+            )
+        )
+    return body
+
+
+def _key(key: str | None) -> str | None:
+    if key is not None and not 0 < len(key) <= MAX_KEY:
+        raise InvalidRequest(f"the idempotency key must be 1 to {MAX_KEY} characters")
+    return key
+
+
+async def _authorize(session: AsyncSession, batch: Batch, target: Handle) -> None:
+    """``authorize_write`` once per prefix; what it decides depends only on the prefix,
+    except for the two suffix rules checked per row here."""
+    if target.prefix == PREFIX_RECORD_PREFIX or target.suffix == "ADMIN":
+        await authorize_write(session, batch.principal, target, node_prefix=batch.node_prefix)
+        return
+    if target.prefix not in batch.prefixes:
+        try:
+            await authorize_write(session, batch.principal, target, node_prefix=batch.node_prefix)
+            batch.prefixes[target.prefix] = None
+        except (NodeError, ResolverError) as exc:
+            batch.prefixes[target.prefix] = exc
+    refused = batch.prefixes[target.prefix]
+    if refused is not None:
+        raise refused
+
+
+async def _template(session: AsyncSession, batch: Batch, reference: str) -> Template:
+    if reference not in batch.templates:
+        try:
+            batch.templates[reference] = await catalog.find(session, batch.principal, reference)
+        except NodeError as exc:
+            batch.templates[reference] = exc
+    found = batch.templates[reference]
+    if isinstance(found, NodeError):
+        raise found
+    return found
+
+
+async def _earlier_mints(
+    session: AsyncSession, batch: Batch, items: Sequence[Item]
+) -> dict[str, str]:
+    """Idempotency keys of this chunk already used by earlier calls: key -> their handle
+    (a key whose identifier was deleted since counts as unused)."""
+    keys = [
+        k
+        for item in items
+        if isinstance(item.body, dict)
+        and isinstance(k := item.body.get("idempotencyKey"), str)
+        and 0 < len(k) <= MAX_KEY
+    ]
+    if not keys:
+        return {}
+    minted = await repo.minted_many(session, owner=owner_key(batch.principal), keys=keys)
+    alive = set(await repo.stored_handles(session, list(minted.values())))
+    return {k: h for k, h in minted.items() if h in alive}
+
+
+async def _remember_keys(
+    session: AsyncSession, batch: Batch, rows: Sequence[_Row], results: Sequence[Result | None]
+) -> None:
+    fresh = {
+        row.key: row.handle
+        for row in rows
+        if row.key is not None and (done := results[row.position]) and done.get("created")
+    }
+    if fresh:
+        await repo.remember_mints(
+            session, owner=owner_key(batch.principal), minted=fresh, now=clock.now()
+        )
+
+
+__all__ = ["Batch", "Item", "Result", "register_chunk"]

@@ -1,0 +1,223 @@
+"""Bulk registration on PostgreSQL: identifiers/s through ``POST /api/v1/identifiers:batch``,
+against the raw COPY of the same rows into the same tables as the ceiling.
+
+    .venv/bin/python loadtests/bench_bulk.py [--rows 1000000] [--per-call 1000000] [--runs 3]
+
+Makes a fresh database, starts ``idnode serve --server uvicorn`` (one process) on it, allocates one
+enterprise, and writes ``--rows`` ``food.batch`` requests as NDJSON to a file beforehand (not
+timed). Each run empties the identifier tables and sends the file in calls of ``--per-call``
+lines, one after the other, timing from the first byte sent to the last result read. Then the
+ceiling: the rows the node stored are dumped (binary COPY to a file), the tables emptied,
+and the same rows COPied straight into ``handles`` (and, as the second ceiling, into ``handles`` plus
+``attribute_values``, which the node writes too). Prints per-run figures, medians, their
+ratio, and the node's peak RSS (VmHWM). Needs PostgreSQL on 127.0.0.1:5432 (trust).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from app.registry.bundled_templates import FOOD_BATCH
+
+BIN = Path(sys.executable).parent
+TOKEN = "bench-operator-token"
+OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE = "idnode_bench_bulk"
+DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+ATTRIBUTES = {k: v for k, v in FOOD_BATCH["example"].items() if k != "batchNumber"}
+TABLES = "handles, attribute_values"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--per-call", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="idnode-bulkbench-"))
+    asyncio.run(_fresh_database())
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "IDNODE_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
+        "IDNODE_ADMIN_TOKEN": TOKEN,
+    }
+    with (work / "node.log").open("w") as log:
+        node = subprocess.Popen(
+            # uvicorn: one process, so its peak RSS is the node's
+            [str(BIN / "idnode"), "serve", "--port", str(port), "--server", "uvicorn"],
+            env=env,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait(base, node)
+        prefix = _enterprise(base)
+        source = work / "batch.ndjson"
+        _write_requests(source, prefix, args.rows)
+        print(f"{args.rows:,} food.batch requests, {source.stat().st_size / 1e6:.0f} MB NDJSON")
+        node_rates, copy_rates, copy_all_rates = [], [], []
+        for run in range(1, args.runs + 1):
+            asyncio.run(_emptied())
+            rate = _through_endpoint(base, source, args.rows, args.per_call)
+            handles_only, with_attributes = asyncio.run(_copy_ceiling(work))
+            node_rates.append(rate)
+            copy_rates.append(handles_only)
+            copy_all_rates.append(with_attributes)
+            print(
+                f"run {run}: endpoint {rate:,.0f}/s; COPY handles {handles_only:,.0f}/s; "
+                f"COPY handles + attribute_values {with_attributes:,.0f}/s "
+                f"(node peak RSS so far {_peak_rss_mb(node.pid):.0f} MB)"
+            )
+        endpoint = statistics.median(node_rates)
+        ceiling = statistics.median(copy_rates)
+        ceiling_all = statistics.median(copy_all_rates)
+        print(f"median endpoint: {endpoint:,.0f} identifiers/s")
+        print(f"median COPY into handles: {ceiling:,.0f} rows/s (ratio {endpoint / ceiling:.2f})")
+        print(
+            f"median COPY into handles + attribute_values: {ceiling_all:,.0f} identifiers/s "
+            f"(ratio {endpoint / ceiling_all:.2f})"
+        )
+        print(f"node peak RSS: {_peak_rss_mb(node.pid):.0f} MB")
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+
+
+def _write_requests(path: Path, prefix: str, rows: int) -> None:
+    with path.open("wb") as out:
+        for n in range(rows):
+            body = {
+                "handle": f"{prefix}/BULK-{n:08d}",
+                "template": "food.batch",
+                "attributes": {**ATTRIBUTES, "batchNumber": f"B{n:08d}"},
+            }
+            out.write(orjson.dumps(body) + b"\n")
+
+
+def _calls(source: Path, per_call: int) -> Iterator[bytes]:
+    """The file in pieces of ``per_call`` lines (read before timing starts)."""
+    with source.open("rb") as lines:
+        while True:
+            piece = b"".join(line for _, line in zip(range(per_call), lines, strict=False))
+            if not piece:
+                return
+            yield piece
+
+
+def _through_endpoint(base: str, source: Path, rows: int, per_call: int) -> float:
+    pieces = list(_calls(source, per_call))
+    accepted = 0
+    headers = {**OPERATOR, "Content-Type": "application/x-ndjson"}
+    with httpx.Client(timeout=None) as client:
+        start = time.perf_counter()
+        for piece in pieces:
+            answer = client.post(f"{base}/api/v1/identifiers:batch", content=piece, headers=headers)
+            answer.raise_for_status()
+            summary = orjson.loads(answer.content.rsplit(b"\n", 2)[-2])["summary"]
+            accepted += summary["accepted"]
+        elapsed = time.perf_counter() - start
+    if accepted != rows:
+        raise SystemExit(f"only {accepted} of {rows} accepted: {summary}")
+    return rows / elapsed
+
+
+async def _copy_ceiling(work: Path) -> tuple[float, float]:
+    """COPY the rows the node just stored back into the emptied tables, twice (binary COPY
+    through files written before the clock starts)."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        dumps = {table: work / f"{table}.copy" for table in ("handles", "attribute_values")}
+        for table, path in dumps.items():
+            await conn.copy_from_query(f"SELECT * FROM {table}", output=str(path), format="binary")
+        rows = await conn.fetchval("SELECT count(*) FROM handles")
+        timings = []
+        for tables in (("handles",), ("handles", "attribute_values")):
+            await _empty(conn)
+            start = time.perf_counter()
+            async with conn.transaction():
+                for table in tables:
+                    await conn.copy_to_table(table, source=str(dumps[table]), format="binary")
+            timings.append(rows / (time.perf_counter() - start))
+        return timings[0], timings[1]
+    finally:
+        await conn.close()
+
+
+async def _fresh_database() -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await conn.close()
+
+
+async def _empty(conn: asyncpg.Connection) -> None:
+    """Every identifier goes (the node needs only the enterprise and template tables)."""
+    await conn.execute(f"TRUNCATE {TABLES}")
+    await conn.execute("CHECKPOINT")
+
+
+async def _emptied() -> None:
+    conn = await asyncpg.connect(DSN)
+    try:
+        await _empty(conn)
+    finally:
+        await conn.close()
+
+
+def _enterprise(base: str) -> str:
+    answer = httpx.post(
+        f"{base}/api/v1/enterprises", json={"name": "Bulk Dairy"}, headers=OPERATOR, timeout=30
+    )
+    answer.raise_for_status()
+    return str(answer.json()["prefix"])
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(base: str, node: subprocess.Popen[Any]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if node.poll() is not None:
+            raise SystemExit(f"node exited with {node.returncode}")
+        try:
+            httpx.get(f"{base}/api/v1/templates", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit("node did not answer within 60 s")
+
+
+if __name__ == "__main__":
+    main()
