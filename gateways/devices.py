@@ -113,6 +113,7 @@ class DeviceService:
         order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
         results: dict[int, Registered | Refused] = {}
         principals: dict[tuple[str, object, object], Principal | Exception] = {}
+        planned: list[tuple[int, Principal, devices.Plan]] = []
         async with self._transaction() as session:
             for i in order:
                 request = requests[i]
@@ -134,16 +135,17 @@ class DeviceService:
                 except (NodeError, ResolverError) as exc:
                     results[i] = Refused(request.registration.hardware_id, exc)
                     continue
-                try:
-                    results[i] = await devices.apply_registration(
-                        session,
-                        principal,
-                        plan,
-                        node_prefix=self._node_prefix,
-                        liveness=self.liveness,
-                    )
-                except (NodeError, ResolverError) as exc:
-                    raise _WriteRefused from exc  # rolls the batch back
+                planned.append((i, principal, plan))
+            try:
+                written = await devices.apply_registrations(
+                    session,
+                    [(principal, plan) for _, principal, plan in planned],
+                    node_prefix=self._node_prefix,
+                    liveness=self.liveness,
+                )
+            except (NodeError, ResolverError) as exc:
+                raise _WriteRefused from exc  # rolls the batch back
+            results.update((i, result) for (i, _, _), result in zip(planned, written, strict=True))
         return [results[i] for i in range(len(requests))]
 
     @staticmethod

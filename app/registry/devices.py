@@ -10,7 +10,7 @@ change in a way a reader would notice.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +21,9 @@ from app.auth import OPERATOR, Principal
 from app.errors import InvalidRequest
 from app.registry import clock, hardware
 from app.registry.bundled_templates import DEVICE
-from app.registry.handles import authorize_write, put_record
+from app.registry.handles import authorize_write, new_record_values, put_record
 from app.storage import devices as repo
+from app.storage.handles import NewRecord, insert_many
 from app.storage.models import Device
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle, parse_handle
@@ -184,32 +185,138 @@ async def apply_registration(
     liveness: Liveness,
 ) -> Registered:
     """The writes of a checked registration."""
-    handle, kind, canonical, battery = plan.handle, plan.kind, plan.canonical, plan.battery
-    registration, attributes = plan.registration, plan.attributes
     now = clock.now()
-    created = await repo.claim_device(
+    created = await repo.claim_device(session, _device_row(plan, now))
+    return await _write_record(
         session,
-        {
-            "prefix": handle.prefix,
-            "hardware_id_type": kind,
-            "hardware_id": canonical,
-            "handle": str(handle),
-            "network": registration.network,
-            "first_seen": now,
-            "last_seen": now,
-            "published_at": now,
-            "online": True,
-            "battery": battery,
-        },
+        principal,
+        plan,
+        created=created,
+        now=now,
+        node_prefix=node_prefix,
+        liveness=liveness,
     )
-    live = liveness_values(last_seen=now, online=True, battery=battery, ttl=liveness.ttl)
-    changed = [*attributes, *live]
-    if registration.gateway_id is not None:
-        changed.append(_text_value("gatewayId", registration.gateway_id))
+
+
+async def apply_registrations(
+    session: AsyncSession,
+    planned: Sequence[tuple[Principal, Plan]],
+    *,
+    node_prefix: str,
+    liveness: Liveness,
+) -> list[Registered]:
+    """The writes of many checked registrations, one result each, in order.
+
+    Set-based, as a gateway's batch needs: the devices are claimed in one statement and the
+    records of new ones created through the bulk path (``insert_many``: records, search
+    rows, history and references in a few statements). Repeats, and new devices whose
+    identifier the enterprise had already written itself, go one by one as in
+    :func:`apply_registration`.
+    """
+    now = clock.now()
+    claimed = await repo.claim_devices(session, [_device_row(plan, now) for _, plan in planned])
+    first: dict[str, tuple[Principal, Plan]] = {}
+    for principal, plan in planned:
+        if str(plan.handle) in claimed:
+            first.setdefault(str(plan.handle), (principal, plan))
+    written: set[str] = set()
+    for actor, group in _by_actor(first.values()).items():
+        records = [
+            NewRecord(
+                str(plan.handle),
+                plan.handle.prefix,
+                new_record_values(plan.handle, _record_values(plan, now, liveness), now),
+            )
+            for plan in group
+        ]
+        written |= (await insert_many(session, records, now=now, actor=actor)).created
+    results = []
+    for principal, plan in planned:
+        name = str(plan.handle)
+        new = name in first and first[name][1] is plan
+        if new and name in written:
+            results.append(Registered(name, created=True))
+            continue
+        results.append(
+            await _write_record(
+                session,
+                principal,
+                plan,
+                created=new,
+                now=now,
+                node_prefix=node_prefix,
+                liveness=liveness,
+            )
+        )
+    return results
+
+
+def _by_actor(planned: Iterable[tuple[Principal, Plan]]) -> dict[str, list[Plan]]:
+    groups: dict[str, list[Plan]] = {}
+    for principal, plan in planned:
+        groups.setdefault(principal.actor, []).append(plan)
+    return groups
+
+
+def _device_row(plan: Plan, now: datetime) -> dict[str, Any]:
+    return {
+        "prefix": plan.handle.prefix,
+        "hardware_id_type": plan.kind,
+        "hardware_id": plan.canonical,
+        "handle": str(plan.handle),
+        "network": plan.registration.network,
+        "first_seen": now,
+        "last_seen": now,
+        "published_at": now,
+        "online": True,
+        "battery": plan.battery,
+    }
+
+
+def _changed_values(plan: Plan, now: datetime, liveness: Liveness) -> list[HandleValue]:
+    """What every registration (re)writes: the device's attributes and its liveness."""
+    live = liveness_values(last_seen=now, online=True, battery=plan.battery, ttl=liveness.ttl)
+    changed = [*plan.attributes, *live]
+    if plan.registration.gateway_id is not None:
+        changed.append(_text_value("gatewayId", plan.registration.gateway_id))
+    return changed
+
+
+def _record_values(plan: Plan, now: datetime, liveness: Liveness) -> list[HandleValue]:
+    """The whole record of a device registered now."""
+    identity = [
+        HandleValue(index=1001, type="TEMPLATE", format="string", value=TEMPLATE_ID),
+        _text_value("hardwareId", plan.canonical),
+        _text_value("hardwareIdType", plan.kind),
+        _text_value("network", plan.registration.network),
+        _text_value("firstSeen", _stamp(now)),
+    ]
+    return [*identity, *_changed_values(plan, now, liveness)]
+
+
+async def _write_record(
+    session: AsyncSession,
+    principal: Principal,
+    plan: Plan,
+    *,
+    created: bool,
+    now: datetime,
+    node_prefix: str,
+    liveness: Liveness,
+) -> Registered:
+    """A registration's record, one device at a time: on a repeat the attributes and
+    liveness are updated; a new device's record is written whole."""
+    handle = plan.handle
     if not created:
         await _seen_again(
-            session, prefix=handle.prefix, kind=kind, canonical=canonical, now=now, battery=battery
+            session,
+            prefix=handle.prefix,
+            kind=plan.kind,
+            canonical=plan.canonical,
+            now=now,
+            battery=plan.battery,
         )
+        changed = _changed_values(plan, now, liveness)
         try:
             await put_record(
                 session,
@@ -222,15 +329,12 @@ async def apply_registration(
             return Registered(str(handle), created=False)
         except HandleNotFound:
             pass  # the enterprise deleted the record; write it afresh below
-    identity = [
-        HandleValue(index=1001, type="TEMPLATE", format="string", value=TEMPLATE_ID),
-        _text_value("hardwareId", canonical),
-        _text_value("hardwareIdType", kind),
-        _text_value("network", registration.network),
-        _text_value("firstSeen", _stamp(now)),
-    ]
     await put_record(
-        session, handle, [*identity, *changed], principal=principal, node_prefix=node_prefix
+        session,
+        handle,
+        _record_values(plan, now, liveness),
+        principal=principal,
+        node_prefix=node_prefix,
     )
     return Registered(str(handle), created=created)
 

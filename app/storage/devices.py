@@ -63,8 +63,22 @@ async def claim_device(session: AsyncSession, values: dict[str, Any]) -> bool:
 
     A concurrent registration of the same device waits for the other to commit, then
     finds it (PostgreSQL), or is serialised by SQLite's write lock."""
-    statement = insert_new(session, Device).values(**values).returning(Device.id)
-    return (await session.execute(statement)).first() is not None
+    return values["handle"] in await claim_devices(session, [values])
+
+
+# Rows per multi-row insert: 10 columns each stays far below every driver's parameter limit.
+CLAIM_SLICE = 1000
+
+
+async def claim_devices(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert many devices at once; the handles of those inserted (the others were already
+    registered, or repeat an earlier row of ``rows``). Same guarantees as :func:`claim_device`."""
+    inserted: set[str] = set()
+    for start in range(0, len(rows), CLAIM_SLICE):
+        part = rows[start : start + CLAIM_SLICE]
+        statement = insert_new(session, Device).values(list(part)).returning(Device.handle)
+        inserted.update((await session.execute(statement)).scalars())
+    return inserted
 
 
 async def device(
