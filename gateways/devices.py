@@ -218,20 +218,12 @@ class DeviceService:
             raise InvalidRequest(
                 f"at most {MAX_BATCH} devices per message, not {len(registrations)}"
             )
-        results: list[Registered | Refused] = []
-        async with self._transaction() as session:
-            principal = await provisioning.authenticate_device(
-                session, prefix, key=key, secret=secret
-            )
-            for registration in registrations:
-                try:
-                    async with session.begin_nested():
-                        results.append(
-                            await self._register(session, principal, prefix, registration)
-                        )
-                except (NodeError, ResolverError) as exc:
-                    results.append(Refused(registration.hardware_id, exc))
-        return results
+        async with self._database.read_session() as session:
+            # Bad credentials refuse the whole message, not each device in it.
+            await provisioning.authenticate_device(session, prefix, key=key, secret=secret)
+        return await self.register_each(
+            [Request(prefix, key, secret, registration) for registration in registrations]
+        )
 
     async def apply_heartbeats(self, beats: Sequence[Heartbeat]) -> HeartbeatOutcome:
         async with self._transaction() as session:
