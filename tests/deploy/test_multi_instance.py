@@ -79,7 +79,8 @@ def two_nodes(tmp_path: Path, database: str) -> Iterator[Pair]:
         )
         assert created.status_code == 201, created.text
         plant = created.json()
-        yield Pair(a, b, None, plant["prefix"], {"Authorization": f"Bearer {plant['token']}"})
+        token = {"Authorization": f"Bearer {plant['token']}"}
+        yield Pair(a, b, database.rsplit("/", 1)[1], plant["prefix"], token)
     finally:
         for node in nodes:
             node.stop()
