@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,18 @@ async def _drop_pg_database(name: str) -> None:
     async with engine.connect() as conn:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await engine.dispose()
+
+
+@contextmanager
+def fresh_pg_database(label: str) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database of one test's own (skipped without PostgreSQL): (name, URL)."""
+    require_postgres()
+    name = f"idnode_{label}_{os.getpid()}_{secrets.token_hex(3)}"
+    url = asyncio.run(_create_pg_database(name))
+    try:
+        yield name, url
+    finally:
+        asyncio.run(_drop_pg_database(name))
 
 
 @pytest.fixture(scope="session")

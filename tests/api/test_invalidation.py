@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import statistics
 import time
 from collections.abc import Iterator
@@ -26,9 +25,7 @@ from tests.conftest import (
     OPERATOR,
     PG_ADMIN_URL,
     LiveNode,
-    _create_pg_database,
-    _drop_pg_database,
-    require_postgres,
+    fresh_pg_database,
 )
 
 pytestmark = pytest.mark.slow
@@ -143,13 +140,8 @@ def _workdir(tmp_path: Path, name: str) -> Path:
 
 @pytest.fixture
 def pg_pair(tmp_path: Path) -> Iterator[Pair]:
-    require_postgres()
-    name = f"idnode_inval_{os.getpid()}_{secrets.token_hex(3)}"
-    url = asyncio.run(_create_pg_database(name))
-    try:
+    with fresh_pg_database("inval") as (name, url):
         yield from start_pair(tmp_path, url, name)
-    finally:
-        asyncio.run(_drop_pg_database(name))
 
 
 @pytest.fixture

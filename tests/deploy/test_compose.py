@@ -1,0 +1,188 @@
+"""deploy/compose.yaml and the HAProxy config it mounts, read statically (no Docker engine
+in CI): the services exist, run commands the CLI has, and are wired to one another."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.deploy.manifests import (
+    DEPLOY,
+    INTERPOLATION,
+    ROOT,
+    VERSION,
+    dockerfile_instructions,
+    env_file,
+    idnode_argv,
+    image_argv,
+    interpolate,
+    parse_idnode_command,
+    stages,
+    unknown_variables,
+    url_host,
+)
+
+COMPOSE = DEPLOY / "compose.yaml"
+EXAMPLE = env_file(DEPLOY / ".env.example")
+NODES = ("node-1", "node-2")
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return dict(yaml.safe_load(COMPOSE.read_text())["services"])
+
+
+def ours() -> dict[str, dict[str, Any]]:
+    """The services built from deploy/Dockerfile."""
+    return {name: s for name, s in services().items() if "build" in s}
+
+
+def argv(service: dict[str, Any]) -> list[str]:
+    entrypoint, command = image_argv(stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1])
+    return idnode_argv(entrypoint + service.get("command", command))
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: interpolate(str(v), EXAMPLE) for k, v in service.get("environment", {}).items()}
+
+
+def by_image(prefixes: tuple[str, ...]) -> str:
+    found = [n for n, s in services().items() if str(s.get("image", "")).startswith(prefixes)]
+    assert len(found) == 1, f"expected one {prefixes} service, found {found}"
+    return found[0]
+
+
+def host_path(volume: str) -> Path:
+    return (COMPOSE.parent / volume.split(":")[0]).resolve()
+
+
+def test_has_every_service_of_the_deployment() -> None:
+    names = set(services())
+    assert {"postgres", "migrate", "node-1", "node-2", "gateway"} <= names
+    by_image(("eclipse-mosquitto:", "emqx/emqx:", "emqx:"))
+    by_image(("haproxy:", "nginx:"))
+
+
+def test_our_services_build_one_image_from_the_repository() -> None:
+    built = ours()
+    assert set(built) == {"migrate", "node-1", "node-2", "gateway"}
+    for name, service in built.items():
+        assert service["image"].endswith(f"/idnode:{VERSION}"), (name, service["image"])
+        context = (COMPOSE.parent / service["build"]["context"]).resolve()
+        assert context == ROOT, name
+        assert (context / service["build"]["dockerfile"]).is_file(), name
+    assert len({s["image"] for s in built.values()}) == 1
+
+
+def test_commands_are_ones_the_cli_has() -> None:
+    commands = {name: parse_idnode_command(argv(s)) for name, s in ours().items()}
+    assert commands["migrate"].command.name == "migrate"
+    assert commands["gateway"].command.name == "gateway"
+    for node in NODES:
+        assert commands[node].command.name == "serve"
+        # migrate runs once before them; two nodes migrating at once would race.
+        assert commands[node].params["no_migrate"], node
+        assert commands[node].params["host"] == "0.0.0.0"
+
+
+def test_nodes_start_after_the_migration_succeeds() -> None:
+    all_services = services()
+    assert all_services["migrate"]["restart"] == "no"
+    for name in (*NODES, "gateway"):
+        depends = all_services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_every_idnode_variable_is_a_setting_the_node_reads() -> None:
+    for name, service in ours().items():
+        assert not unknown_variables(service.get("environment", {})), name
+    assert not unknown_variables(EXAMPLE)
+
+
+def test_every_interpolated_variable_is_in_the_env_example() -> None:
+    used = set(INTERPOLATION.findall(COMPOSE.read_text()))
+    assert used, "no ${VAR} in compose.yaml"
+    assert used <= set(EXAMPLE), used - set(EXAMPLE)
+    # The example holds placeholders only; real values go in the git-ignored deploy/.env.
+    secrets = {"POSTGRES_PASSWORD", "IDNODE_ADMIN_TOKEN", "MQTT_GATEWAY_PASSWORD"}
+    assert {EXAMPLE[name] for name in secrets} == {"change-me"}
+    assert "deploy/.env" in (ROOT / ".dockerignore").read_text()
+
+
+def test_database_url_names_the_postgres_service_and_its_database() -> None:
+    postgres = services()["postgres"]["environment"]
+    for name, service in ours().items():
+        url = env(service)["IDNODE_DATABASE_URL"]
+        assert url.startswith("postgresql+asyncpg://"), name
+        assert url_host(url)[0] == "postgres", name
+        assert url.rsplit("/", 1)[1] == postgres["POSTGRES_DB"], name
+        assert url.split("://", 1)[1].split(":", 1)[0] == postgres["POSTGRES_USER"], name
+        assert "POSTGRES_PASSWORD" in service["environment"]["IDNODE_DATABASE_URL"], name
+
+
+def test_gateway_reaches_the_broker_service_as_a_shared_group() -> None:
+    broker = by_image(("eclipse-mosquitto:", "emqx/emqx:", "emqx:"))
+    gateway = env(services()["gateway"])
+    host, port = url_host(gateway["IDNODE_MQTT_URL"])
+    assert host == broker
+    listeners = re.findall(
+        r"^listener (\d+)", (DEPLOY / "mosquitto/mosquitto.conf").read_text(), re.M
+    )
+    assert str(port or 1883) in listeners
+    assert gateway["IDNODE_MQTT_SHARED_GROUP"]
+    # The user of the URL is the one the ACL lets read every device's requests.
+    assert gateway["IDNODE_MQTT_URL"].startswith("mqtt://idnode-gateway:")
+    assert "user idnode-gateway" in (DEPLOY / "mosquitto/acl").read_text()
+
+
+def test_broker_mounts_the_committed_config_and_keeps_passwords_out_of_git() -> None:
+    broker = services()[by_image(("eclipse-mosquitto:",))]
+    mounted = [host_path(v) for v in broker["volumes"] if v.startswith("./")]
+    assert DEPLOY / "mosquitto/mosquitto.conf" in mounted
+    assert all(path.exists() for path in mounted)
+    secrets = yaml.safe_load(COMPOSE.read_text())["secrets"]
+    passwd = secrets["mosquitto_passwd"]["file"]
+    assert "deploy/" + passwd.removeprefix("./") in (ROOT / ".gitignore").read_text().split()
+
+
+def test_nodes_have_a_healthcheck_on_a_health_endpoint() -> None:
+    for name in NODES:
+        service = services()[name]
+        port = parse_idnode_command(argv(service)).params["port"]
+        test = " ".join(service["healthcheck"]["test"])
+        assert re.search(rf"127\.0\.0\.1:{port}/(healthz|readyz)\b", test), name
+    assert services()["loadbalancer"]["depends_on"] == {
+        "node-1": {"condition": "service_healthy"},
+        "node-2": {"condition": "service_healthy"},
+    }
+
+
+def haproxy() -> tuple[str, list[tuple[str, int, str]]]:
+    """The mounted HAProxy config and its backend servers (host, port, options)."""
+    lb = services()[by_image(("haproxy:",))]
+    (config,) = [host_path(v) for v in lb["volumes"] if v.split(":")[1].endswith("haproxy.cfg")]
+    text = config.read_text()
+    servers = []
+    for match in re.finditer(r"^\s*server\s+\S+\s+([\w.-]+):(\d+)(.*)$", text, re.M):
+        servers.append((match[1], int(match[2]), match[3]))
+    return text, servers
+
+
+def test_load_balancer_sends_to_both_nodes_and_checks_readiness() -> None:
+    text, servers = haproxy()
+    ports = {n: parse_idnode_command(argv(services()[n])).params["port"] for n in NODES}
+    assert sorted((host, port) for host, port, _ in servers) == [
+        ("node-1", ports["node-1"]),
+        ("node-2", ports["node-2"]),
+    ]
+    defaults = re.search(r"^\s*default-server\s+(.*)$", text, re.M)
+    for _, _, options in servers:
+        assert "check" in options.split() or (defaults and "check" in defaults[1].split())
+    assert re.search(r"^\s*option httpchk\b", text, re.M)
+    assert re.search(r"^\s*http-check send meth GET uri /readyz\b", text, re.M)
+    lb = services()[by_image(("haproxy:",))]
+    bind = re.search(r"^\s*bind :(\d+)", text, re.M)
+    assert bind
+    assert any(p.endswith(f":{bind[1]}") for p in lb["ports"])
