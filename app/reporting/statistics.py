@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.registry import clock
 from app.reporting.counters import process as process_counters
+from app.storage import statistics as repo
 from app.storage.database import Database
-from app.storage.models import HistoryEntry, StatisticsSample
 from resolver.cache import ResolverCache
 
 log = logging.getLogger("app.reporting.statistics")
@@ -55,32 +54,13 @@ class PeriodStatistics:
         }
 
 
-def identifier_changes() -> ColumnElement[bool]:
-    """History rows of identifiers, not of the node's own prefix records (``0.NA/...``)."""
-    return HistoryEntry.handle.not_like("0.NA/%")
-
-
 async def period_statistics(
     session: AsyncSession, start: datetime, end: datetime
 ) -> PeriodStatistics:
     """Counts for ``[start, end)``: history by operation, samples that ended in the period,
     and the union of the time samples cover within it."""
-    rows = await session.execute(
-        select(HistoryEntry.operation, func.count())
-        .where(HistoryEntry.at >= start, HistoryEntry.at < end, identifier_changes())
-        .group_by(HistoryEntry.operation)
-    )
-    changes = dict.fromkeys(OPERATIONS, 0) | {op: n for op, n in rows.all()}
-    samples = (
-        await session.execute(
-            select(
-                StatisticsSample.started_at,
-                StatisticsSample.ended_at,
-                StatisticsSample.resolutions,
-                StatisticsSample.errors,
-            ).where(StatisticsSample.ended_at > start, StatisticsSample.started_at < end)
-        )
-    ).all()
+    changes = dict.fromkeys(OPERATIONS, 0) | await repo.changes_by_operation(session, start, end)
+    samples = await repo.samples_overlapping(session, start, end)
     ended_within = [s for s in samples if clock.as_utc(s.ended_at) <= end]
     spans = [(clock.as_utc(s.started_at), clock.as_utc(s.ended_at)) for s in samples]
     return PeriodStatistics(
@@ -137,14 +117,13 @@ class StatisticsSampler:
         now = clock.now()
         resolved, errors = self._resolved(), process_counters.errors
         async with self._database.write_session() as session:
-            await session.execute(
-                insert(StatisticsSample).values(
-                    process=self.name,
-                    started_at=self._since,
-                    ended_at=now,
-                    resolutions=resolved - self._resolutions,
-                    errors=errors - self._errors,
-                )
+            await repo.add_sample(
+                session,
+                process=self.name,
+                started_at=self._since,
+                ended_at=now,
+                resolutions=resolved - self._resolutions,
+                errors=errors - self._errors,
             )
             await session.commit()
         self._since, self._resolutions, self._errors = now, resolved, errors
