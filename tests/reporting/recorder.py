@@ -90,9 +90,12 @@ class Recorder:
             return [e for d in self.deliveries for e in d.body["events"]]
 
     def accepted(self) -> list[dict[str, Any]]:
-        """Events as a top-level node keeps them: once per event id, first arrival."""
+        """Events as a top-level node keeps them: from correctly signed batches (answered
+        200), once per event id, in order of first arrival."""
+        with self._lock:
+            valid = [e for d in self.deliveries if d.signature_valid for e in d.body["events"]]
         seen: dict[str, dict[str, Any]] = {}
-        for event in self.events:
+        for event in valid:
             seen.setdefault(event["id"], event)
         return list(seen.values())
 
