@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.storage.conflicts import insert_new
+from app.storage.copy import copy_rows, is_postgres
 from app.storage.models import OutboxEvent, ReportingState
 
 LEASE = "delivery"
@@ -37,9 +39,19 @@ async def add(session: AsyncSession, *, kind: str, data: dict[str, Any], at: dat
 async def add_many(
     session: AsyncSession, events: Sequence[tuple[str, dict[str, Any]]], *, at: datetime
 ) -> None:
-    """Record a bulk load's events as one multi-row insert (``kind``, ``data`` each)."""
-    if events:
+    """Record a bulk load's events (``kind``, ``data`` each) set-based: COPY on PostgreSQL
+    (the bulk path's own way of writing rows), one multi-row insert on SQLite."""
+    if not events:
+        return
+    if not is_postgres(session):
         await session.execute(insert(OutboxEvent), [_row(k, d, at) for k, d in events])
+        return
+    await copy_rows(
+        session,
+        OutboxEvent.__tablename__,
+        ("event_id", "kind", "data", "created_at", "attempts"),
+        [(str(uuid.uuid4()), k, orjson.dumps(d).decode(), at, 0) for k, d in events],
+    )
 
 
 @dataclass(frozen=True, slots=True)
