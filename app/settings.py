@@ -217,9 +217,12 @@ class Settings(BaseSettings):
     def _report_url(cls, value: str | None) -> str | None:
         if not value:
             return None
-        url = httpx.URL(value)
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"IDNODE_UPSTREAM_REPORT_URL is not a URL: {exc}") from exc
         loopback = url.host in {"127.0.0.1", "localhost", "::1"}
-        if url.scheme == "https" or (url.scheme == "http" and loopback):
+        if url.host and (url.scheme == "https" or (url.scheme == "http" and loopback)):
             return value
         raise ValueError(
             "IDNODE_UPSTREAM_REPORT_URL must be an https:// URL (http:// only on loopback, "

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.settings import Settings
@@ -149,3 +150,16 @@ async def test_the_public_key_is_served_and_stable(client: httpx.AsyncClient) ->
     assert "PRIVATE" not in first.text
     assert len(first.headers["x-idnode-key-id"]) == 16
     assert (await client.get("/api/v1/node/key")).text == first.text
+
+
+@pytest.mark.parametrize(
+    "url", ["http://top-level.example/reports", "ftp://127.0.0.1/x", "reports", "https://"]
+)
+def test_the_report_url_must_be_https_off_loopback(url: str) -> None:
+    with pytest.raises(ValidationError, match="IDNODE_UPSTREAM_REPORT_URL"):
+        Settings(upstream_report_url=url)
+
+
+def test_https_and_loopback_http_report_urls_are_accepted() -> None:
+    for url in ("https://top-level.example/reports", "http://127.0.0.1:8080/reports"):
+        assert Settings(upstream_report_url=url).upstream_report_url == url
