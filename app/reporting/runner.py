@@ -43,12 +43,14 @@ async def reporting(
         database, cache, interval=settings.report_stats_interval, name=process_name()
     )
     tasks = [asyncio.create_task(sampler.run(), name="app.reporting.statistics")]
+    tasks[0].add_done_callback(_said_if_failed)
     async with contextlib.AsyncExitStack() as stack:
         reporter = None
         if settings.upstream_report_url:
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=POST_TIMEOUT))
             reporter = Reporter(database, settings, key, http=http)
             tasks.append(asyncio.create_task(reporter.run(), name="app.reporting.delivery"))
+            tasks[-1].add_done_callback(_said_if_failed)
         try:
             yield Reporting(key, reporter, sampler)
         finally:
@@ -62,3 +64,12 @@ async def reporting(
                     await reporter.release()
             except SQLAlchemyError as exc:
                 log.warning("app.reporting.shutdown_write_failed", extra={"reason": str(exc)[:200]})
+
+
+def _said_if_failed(task: asyncio.Task[None]) -> None:
+    # The loops handle what they expect; anything else ends them, and must not go unnoticed
+    # until shutdown.
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "app.reporting.task_failed", extra={"task": task.get_name()}, exc_info=task.exception()
+        )
