@@ -38,6 +38,8 @@ class Reporting:
 async def reporting(
     settings: Settings, database: Database, cache: ResolverCache
 ) -> AsyncIterator[Reporting]:
+    """Load (or create) the node key, start the statistics sampler and, with a report URL,
+    the delivery; on exit stop both and write this process's last sample."""
     key = load_or_create(settings.node_key_file)
     sampler = StatisticsSampler(
         database, cache, interval=settings.report_stats_interval, name=process_name()
