@@ -3,7 +3,6 @@ order, signed, exactly once, through an outage of the top-level node (issue 5)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,27 +14,13 @@ from app.settings import Settings
 from app.storage.models import OutboxEvent
 from tests.api.test_batch import food, send_ndjson
 from tests.conftest import bearer, create_enterprise, url_value
+from tests.reporting.conftest import reporting_to
 from tests.reporting.recorder import Recorder, eventually
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, recorder: Recorder) -> Settings:
-    return settings.model_copy(
-        update={
-            "upstream_report_url": recorder.url,
-            "report_interval": 0.05,
-            "report_max_backoff": 0.5,
-            "report_batch_size": 7,
-        }
-    )
+    return reporting_to(recorder, settings, report_batch_size=7)
 
 
 async def outbox_rows(app: Any) -> list[OutboxEvent]:

@@ -3,7 +3,6 @@ process saw (registrations, resolutions, errors, availability); one process deli
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,29 +11,19 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import bearer, create_enterprise, free_port, url_value
+from tests.reporting.conftest import reporting_to
 from tests.reporting.recorder import Recorder, eventually
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(settings: Settings, recorder: Recorder) -> Settings:
-    return settings.model_copy(
-        update={
-            "upstream_report_url": recorder.url,
-            "report_interval": 0.05,
-            "report_max_backoff": 0.5,
-            "report_stats_interval": 1.0,
-            # An upstream that is down: resolving outside the node's prefix answers 504.
-            "upstream_url": f"http://127.0.0.1:{free_port()}",
-            "upstream_timeout": 0.5,
-        }
+    # An upstream that is down: resolving outside the node's prefix answers 504.
+    return reporting_to(
+        recorder,
+        settings,
+        report_stats_interval=1.0,
+        upstream_url=f"http://127.0.0.1:{free_port()}",
+        upstream_timeout=0.5,
     )
 
 
