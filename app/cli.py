@@ -22,6 +22,8 @@ from app.csv_import import ImportSummary, count_rows, import_csv
 from app.errors import NodeError
 from app.main import device_gateway
 from app.registry import catalog, enterprises
+from app.reporting.keys import NodeKeyUnreadable, load_or_create
+from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.settings import Settings
 from app.storage.database import Database
 from resolver.errors import ResolverError
@@ -297,6 +299,58 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     if summary.rejected_file is not None:
         click.echo(f"rejected rows, with line numbers and reasons: {summary.rejected_file}")
         sys.exit(1)
+
+
+@main.group("node-key")
+def node_key() -> None:
+    """The node's Ed25519 key, which signs its reports to the top-level node."""
+
+
+@node_key.command("show")
+def node_key_show() -> None:
+    """Print the public key (PEM) to register with the top-level node (creates the key
+    at IDNODE_NODE_KEY_FILE if there is none yet). The private key is never printed."""
+    settings = _settings()
+    try:
+        key = load_or_create(settings.node_key_file)
+    except (NodeKeyUnreadable, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"# key id {key.key_id} ({settings.node_key_file})")
+    click.echo(key.public_pem, nl=False)
+
+
+@main.group()
+def report() -> None:
+    """Operations reports of this secondary node."""
+
+
+def _month(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        month_bounds(value)
+    except InvalidMonth as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+@report.command("monthly")
+@click.option("--month", required=True, callback=_month, help="The month, YYYY-MM (UTC).")
+@click.option(
+    "--format", "form", type=click.Choice(["json", "text"]), default="text", show_default=True
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Enterprises.")
+def report_monthly(month: str, form: str, output: Path | None, top: int) -> None:
+    """The monthly operations report: enterprises, prefixes, identifiers registered, changed
+    and deleted (top enterprises), resolutions, errors, availability, reporting backlog."""
+    settings = _settings()
+    data = _in_transaction(settings, lambda s: monthly_report(s, month, top=top))
+    data["node"] = settings.node_prefix
+    text = as_text(data) if form == "text" else json.dumps(data, indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(text, nl=form == "json")
+    else:
+        output.write_text(text if form == "text" else text + "\n", encoding="utf-8")
+        click.echo(f"monthly report for {month} written to {output}")
 
 
 def _where(settings: Settings) -> str:

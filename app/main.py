@@ -30,6 +30,7 @@ from app.api import (
 from app.api.fast import FastResolve
 from app.node import Node
 from app.registry import catalog
+from app.reporting.runner import reporting
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
@@ -99,9 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 async with (
                     device_gateway(settings, database, cache) as gateway,
                     nbiot_ingest(settings, database, cache) as ingest,
+                    reporting(settings, database, cache) as reports,
                 ):
                     app.state.gateway = gateway
                     app.state.nbiot = ingest
+                    app.state.reporting = reports
                     yield
             finally:
                 await _stopped(sync)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -104,6 +105,35 @@ class Settings(BaseSettings):
         "default: random per process.",
     )
 
+    # --- reporting to the top-level node ---
+    upstream_report_url: str | None = Field(
+        None,
+        description="Endpoint of the top-level node that receives this node's events "
+        "(prefix allocations, identifier changes, statistics) as signed JSON batches; https "
+        "in production (http only for loopback tests). Unset: events wait in the outbox.",
+    )
+    node_key_file: str = Field(
+        "./idnode-node-key.pem",
+        description="The node's Ed25519 private key (PEM) that signs reports; created with "
+        "mode 0600 on first start when absent.",
+    )
+    report_batch_size: int = Field(500, ge=1, le=10_000, description="Most events per POST.")
+    report_interval: float = Field(
+        5.0, gt=0, description="Seconds between looks for new events when the outbox is empty."
+    )
+    report_max_backoff: float = Field(
+        300.0, gt=0, description="Longest wait between delivery attempts after failures."
+    )
+    report_stats_interval: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds each process's statistics sample (resolutions, errors, uptime) "
+        "covers; one statistics event per interval goes to the top-level node.",
+    )
+    outbox_retention_days: float = Field(
+        30.0, ge=0, description="Days delivered events are kept before they are pruned."
+    )
+
     # --- device gateway (MQTT) ---
     mqtt_url: str | None = Field(
         None,
@@ -181,6 +211,23 @@ class Settings(BaseSettings):
             return parse_prefix(value)
         except InvalidHandle as exc:
             raise ValueError(exc.message) from exc
+
+    @field_validator("upstream_report_url")
+    @classmethod
+    def _report_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"IDNODE_UPSTREAM_REPORT_URL is not a URL: {exc}") from exc
+        loopback = url.host in {"127.0.0.1", "localhost", "::1"}
+        if url.host and (url.scheme == "https" or (url.scheme == "http" and loopback)):
+            return value
+        raise ValueError(
+            "IDNODE_UPSTREAM_REPORT_URL must be an https:// URL (http:// only on loopback, "
+            f"for tests), not {value!r}"
+        )
 
     @property
     def is_sqlite(self) -> bool:

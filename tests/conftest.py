@@ -37,6 +37,9 @@ PG_HINT = (
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
 TABLES = (
+    "outbox",
+    "reporting_state",
+    "statistics_samples",
     "nbiot_platforms",
     "lorawan_applications",
     "provisioning_keys",
@@ -97,6 +100,20 @@ def fresh_pg_database(label: str) -> Iterator[tuple[str, str]]:
         yield name, url
     finally:
         asyncio.run(_drop_pg_database(name))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def node_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Nodes started by tests (in-process or ``idnode serve``) keep their signing key in a
+    temporary directory, not in the working tree."""
+    path = tmp_path_factory.mktemp("node-key") / "idnode-node-key.pem"
+    previous = os.environ.get("IDNODE_NODE_KEY_FILE")
+    os.environ["IDNODE_NODE_KEY_FILE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("IDNODE_NODE_KEY_FILE", None)
+    else:
+        os.environ["IDNODE_NODE_KEY_FILE"] = previous
 
 
 @pytest.fixture(scope="session")

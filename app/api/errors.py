@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from app import errors as node
+from app.reporting.counters import count_answer
 from resolver import errors as handle
 from resolver import upstream
 
@@ -81,6 +82,7 @@ def error_response(
 
 async def _domain(request: Request, exc: Exception) -> Response:
     status, code = STATUS.get(type(exc), (500, 2))
+    count_answer(status)
     message = getattr(exc, "message", str(exc))
     return error_response(request, exc, status, code, message)
 
@@ -111,6 +113,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("api.unexpected_error", extra={"path": request.url.path})
+    count_answer(500)
     return error_response(request, exc, 500, 2, INTERNAL_ERROR)
 
 

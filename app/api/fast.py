@@ -19,6 +19,7 @@ from starlette.types import Scope, Send
 
 from app.api.answers import Headers, error_answer, not_found_answer, public_answer
 from app.api.errors import INTERNAL_ERROR, STATUS
+from app.reporting.counters import count_answer
 from resolver.cache import Entry
 from resolver.errors import ResolverError
 from resolver.identifier import parse_handle
@@ -76,9 +77,11 @@ async def _resolve(
         entry: Entry = await resolver.resolve(parse_handle(text))
     except ResolverError as exc:
         status, code = STATUS.get(type(exc), (500, 2))
+        count_answer(status)
         return error_answer(status, code, text, exc.message)
     except Exception:  # the same last resort as the routed path's error handler
         log.exception("api.unexpected_error", extra={"path": PREFIX + text})
+        count_answer(500)
         return error_answer(500, 2, text, INTERNAL_ERROR)
     return public_answer(entry, resolver.cache.clock(), if_none_match)
 

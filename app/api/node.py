@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
 
 from app.api.deps import NodeDep, operator
 from app.auth import Principal
@@ -30,3 +31,15 @@ async def cache_stats(
         "bytes": stats.bytes,
         "hitRatio": (stats.hits + stats.negative_hits) / answered if answered else 0.0,
     }
+
+
+@router.get("/key", response_class=PlainTextResponse)
+async def node_key(request: Request) -> PlainTextResponse:
+    """The public half of the key that signs this node's reports (PEM), for the top-level
+    node to verify ``X-Idnode-Signature``; ``X-Idnode-Key-Id`` names it."""
+    key = request.app.state.reporting.key
+    return PlainTextResponse(
+        key.public_pem,
+        media_type="application/x-pem-file",
+        headers={"X-Idnode-Key-Id": key.key_id},
+    )

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.storage import outbox
 from app.storage.models import Credential, Enterprise, Prefix, ReaderToken
 
 
@@ -21,12 +22,16 @@ async def add_enterprise(session: AsyncSession, *, name: str, now: datetime) -> 
 async def claim_prefix(
     session: AsyncSession, *, prefix: str, enterprise_id: int, now: datetime
 ) -> bool:
-    """Allocate the prefix; False when it is already taken."""
+    """Allocate the prefix; False when it is already taken. An allocation is reported to the
+    top-level node (an outbox event in this transaction)."""
     try:
         async with session.begin_nested():
             session.add(Prefix(prefix=prefix, enterprise_id=enterprise_id, created_at=now))
     except IntegrityError:
         return False
+    owner = await session.get(Enterprise, enterprise_id)  # in the session already: no query
+    data = {"prefix": prefix, "enterprise": owner.name if owner else None}
+    await outbox.add(session, kind="prefix.allocated", data=data, at=now)
     return True
 
 

@@ -1,5 +1,10 @@
 """SQL for identifier history and the reference index, written by ``app/storage/handles.py``
-in the transaction of every change."""
+in the transaction of every change.
+
+Every history entry is also an event for the top-level node (``app/storage/outbox.py``),
+written here so one hook covers every path that changes identity data; writes without
+history (device liveness) report nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.storage import outbox
 from app.storage.models import HandleReference, HistoryEntry
 
 Values = list[dict[str, Any]]
@@ -52,6 +58,17 @@ async def record(
             at=at,
         )
     )
+    await outbox.add(session, kind=event_kind(operation), data=event_data(handle, changed), at=at)
+
+
+def event_kind(operation: str) -> str:
+    return f"identifier.{operation}"
+
+
+def event_data(handle: str, changed: list[int]) -> dict[str, Any]:
+    """What the top-level node learns of a change: which identifier and which value indexes.
+    Not the values: restricted values never leave the node, public ones resolve from it."""
+    return {"handle": handle, "changed": changed}
 
 
 async def record_created(
@@ -71,20 +88,23 @@ async def record_created(
             .group_by(HistoryEntry.handle)
         )
         earlier.update({handle: version for handle, version in rows.all()})
-    await session.execute(
-        insert(HistoryEntry),
-        [
-            {
-                "handle": handle,
-                "version": earlier.get(handle, 0) + 1,
-                "operation": "create",
-                "values": values,
-                "changed": changed_indexes((), values),
-                "actor": actor,
-                "at": at,
-            }
-            for handle, values in created
-        ],
+    new_entries: list[dict[str, Any]] = [
+        {
+            "handle": handle,
+            "version": earlier.get(handle, 0) + 1,
+            "operation": "create",
+            "values": values,
+            "changed": changed_indexes((), values),
+            "actor": actor,
+            "at": at,
+        }
+        for handle, values in created
+    ]
+    await session.execute(insert(HistoryEntry), new_entries)
+    await outbox.add_many(
+        session,
+        [(event_kind("create"), event_data(r["handle"], r["changed"])) for r in new_entries],
+        at=at,
     )
     references = [
         {"source": handle, "target": target}

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.storage import handles as repo
 from app.storage import history as history_repo
-from app.storage.models import HandleReference
+from app.storage.models import HandleReference, OutboxEvent
 from tests.api.factories import history, part_of, put, register, values_by_index
 from tests.conftest import OPERATOR, bearer, create_enterprise, url_value
 
@@ -206,8 +206,13 @@ async def test_liveness_writes_can_skip_history_but_keep_references(app: Any) ->
     async with database.read_session() as session:
         entries = await history_repo.entries(session, "88.999.9/DEV")
         targets = (await session.execute(select(HandleReference.target))).scalars().all()
+        reported = (await session.execute(select(OutboxEvent.kind, OutboxEvent.data))).all()
     assert [(e.operation, e.actor) for e in entries] == [("create", "gateway:test")]
     assert targets == ["88.999.9/LINE-1"]
+    # Nor is liveness reported to the top-level node: only the creation is.
+    assert [(k, d["handle"]) for k, d in reported if d.get("handle") == "88.999.9/DEV"] == [
+        ("identifier.create", "88.999.9/DEV")
+    ]
 
 
 async def test_concurrent_writers_get_one_entry_each(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,1 @@
+"""Reporting to the top-level node: the outbox's delivery, statistics, the monthly report."""
