@@ -186,3 +186,20 @@ def test_load_balancer_sends_to_both_nodes_and_checks_readiness() -> None:
     bind = re.search(r"^\s*bind :(\d+)", text, re.M)
     assert bind
     assert any(p.endswith(f":{bind[1]}") for p in lb["ports"])
+
+
+def test_nodes_share_their_signing_key_in_a_volume_the_image_prepares() -> None:
+    """Both nodes sign reports to the top-level node with one key: its file is on a named
+    volume mounted by both, at a directory the image creates for the node's user (so the
+    volume starts writable by it, and the first node to start can create the key)."""
+    nodes = [services()[name] for name in NODES]
+    keys = {env(s)["IDNODE_NODE_KEY_FILE"] for s in nodes}
+    assert len(keys) == 1, keys
+    (key,) = keys
+    mounts = [{tuple(v.split(":")[:2]) for v in s["volumes"]} for s in nodes]
+    (shared,) = {m for m in mounts[0] if key.startswith(m[1] + "/")}
+    assert all(shared in m for m in mounts)
+    assert shared[0] in yaml.safe_load(COMPOSE.read_text())["volumes"]
+    runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
+    prepared = " ".join(arguments for name, arguments in runtime if name == "RUN")
+    assert f"install -d -o 10001 -g 10001 -m 700 {shared[1]}" in prepared

@@ -174,3 +174,22 @@ def test_pods_run_as_the_images_non_root_user() -> None:
         assert context["runAsNonRoot"] is True
         assert str(context["runAsUser"]) == user.split(":")[0]
         assert container(workload)["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_node_pods_sign_with_the_key_mounted_from_its_secret() -> None:
+    """IDNODE_NODE_KEY_FILE (ConfigMap) lies in a read-only mount of the Secret every node
+    pod shares, readable by the pod's group: a read-only root filesystem leaves the node no
+    other place to keep a key, and pods with keys of their own would sign differently."""
+    (config,) = of_kind("ConfigMap")
+    key_file = config["data"]["IDNODE_NODE_KEY_FILE"]
+    node = running("serve")
+    pod = node["spec"]["template"]["spec"]
+    (mount,) = [
+        m for m in container(node)["volumeMounts"] if key_file.startswith(m["mountPath"] + "/")
+    ]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "idnode-node-key"
+    assert key_file.rsplit("/", 1)[1] == "key.pem"  # the key the README's secret holds
+    assert volume["secret"]["defaultMode"] & 0o007 == 0
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
