@@ -41,7 +41,8 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "idnode_bench_bulk"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 ATTRIBUTES = {k: v for k, v in FOOD_BATCH["example"].items() if k != "batchNumber"}
-TABLES = "handles, attribute_values"
+# Everything a registration writes, so each run starts from no identifiers at all.
+TABLES = "handles, attribute_values, unique_attribute_values, handle_history, handle_references, idempotency_keys, outbox"
 
 
 def main() -> None:
