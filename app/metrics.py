@@ -26,6 +26,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from resolver import stats as resolver_stats
+
 __all__ = [
     "CHANNELS",
     "MULTIPROC_ENV",
@@ -40,7 +42,7 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _Mode = Literal["livesum", "livemostrecent", "livemin"]
 
-OUTCOMES = ("hit", "miss", "not_found", "upstream", "referral", "error")
+OUTCOMES = resolver_stats.OUTCOMES
 """How a resolution was answered; exactly one per resolution:
 hit: a record from the cache; miss: from the local store after a cache miss;
 not_found: 'handle not found' (cached or not); upstream: from the upstream top-level node;
@@ -50,23 +52,7 @@ CHANNELS = ("api", "batch", "mqtt", "lorawan", "nbiot")
 """Where a registration came from: the handles and identifiers APIs, the batch endpoint and
 CSV import, the MQTT device protocol, ChirpStack (LoRaWAN), OneNET/CTWing pushes (NB-IoT)."""
 
-RESOLVE_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-)
+RESOLVE_BUCKETS = resolver_stats.LATENCY_BOUNDS
 """Upper bounds (seconds) of the resolve latency histogram; a cache hit lands in the first."""
 
 
