@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from alembic import command
@@ -18,9 +19,11 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
+from app import logs
 from app.csv_import import ImportSummary, count_rows, import_csv
 from app.errors import NodeError
 from app.main import device_gateway
+from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
@@ -125,7 +128,24 @@ def serve(
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
     sys.stdout.flush()
-    _run_server(server, host=host, port=port, workers=workers)
+    logging_config = logs.dict_config(settings.log_format, settings.log_level)
+    with _shared_metrics(workers if settings.metrics else 1):
+        _run_server(server, host=host, port=port, workers=workers, logging_config=logging_config)
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a fresh directory where they add up their metrics
+    (prometheus_client multiprocess mode); removed when the server stops."""
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        yield  # one process needs none; a directory the deployment chose is its own
+        return
+    with tempfile.TemporaryDirectory(prefix="idnode-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 @main.command()
@@ -142,7 +162,7 @@ def gateway() -> None:
         f"storage {_where(settings)}"
     )
     sys.stdout.flush()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     asyncio.run(_run_gateway(settings))
 
 
@@ -161,23 +181,25 @@ async def _run_gateway(settings: Settings) -> None:
         await database.dispose()
 
 
-def _run_server(server: str, *, host: str, port: int, workers: int) -> None:
+def _run_server(
+    server: str, *, host: str, port: int, workers: int, logging_config: dict[str, Any]
+) -> None:
     target = "app.main:create_app"
+    # No access log line per request (log_access / access_log off): at tens of thousands of
+    # resolves a second it would cost more than answering them.
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
 
         Granian(
             target, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
-            factory=True,
+            factory=True, log_access=False, log_dictconfig=logging_config,
         ).serve()  # fmt: skip
         return
     import uvicorn
 
-    # No access log line per request (granian writes none either): at tens of thousands of
-    # resolves a second it would cost more than answering them.
     uvicorn.run(
-        target, factory=True, host=host, port=port, workers=workers, log_level="info",
+        target, factory=True, host=host, port=port, workers=workers, log_config=logging_config,
         access_log=False,
     )  # fmt: skip
 

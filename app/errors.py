@@ -23,6 +23,10 @@ class AuthenticationFailed(NodeError):
     """Credentials were sent but are wrong, revoked or malformed."""
 
 
+class MetricsOff(NodeError):
+    """``GET /metrics`` on a node started with ``IDNODE_METRICS=false``."""
+
+
 class PermissionDenied(NodeError):
     """The caller is known but may not do this."""
 

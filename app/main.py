@@ -14,6 +14,7 @@ import jinja2
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from app import logs, monitoring
 from app.api import (
     batches,
     devices,
@@ -27,10 +28,12 @@ from app.api import (
     proxy,
     templates,
 )
+from app.api import monitoring as monitoring_api
 from app.api.fast import FastResolve
+from app.monitoring import MetricsPump, Sources
 from app.node import Node
 from app.registry import catalog
-from app.reporting.runner import reporting
+from app.reporting.runner import Reporting, reporting
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
@@ -42,20 +45,23 @@ from gateways.mqtt.broker import HOST as EMBEDDED_HOST
 from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
+from resolver.stats import ResolveStats
 from resolver.upstream import HandleRestClient
 
 VERSION = "0.1.0"
 
 
 class NodeApp(FastAPI):
-    """FastAPI with the lean resolve path (``app/api/fast.py``) in front of everything."""
+    """FastAPI with the lean resolve path (``app/api/fast.py``) in front of everything, and
+    request ids outside everything (so even the last-resort error handler's line has one)."""
 
     lean: FastResolve | None = None
+    request_ids: logs.RequestIds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.lean is not None and await self.lean(scope, send):
             return
-        await super().__call__(scope, receive, send)
+        await logs.RequestIdMiddleware(super().__call__, self.request_ids)(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.configure(settings.log_format, settings.log_level)
         database = Database(settings)
         async with database.write_session() as session:
             await catalog.ensure_bundled(session, node_prefix=settings.node_prefix)
@@ -90,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     upstream_url=settings.upstream_url,
                     node_id=settings.node_id or uuid.uuid4().hex[:12],
                     max_hops=settings.max_hops,
+                    stats=ResolveStats() if settings.metrics else None,
                 ),
                 pages=jinja2.Environment(
                     loader=jinja2.PackageLoader("app", "templates"), autoescape=True
@@ -105,7 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     app.state.gateway = gateway
                     app.state.nbiot = ingest
                     app.state.reporting = reports
-                    yield
+                    async with metrics_pump(app, settings, gateway, ingest, reports):
+                        yield
             finally:
                 await _stopped(sync)
                 await database.dispose()
@@ -117,8 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.request_ids = logs.RequestIds()  # per process: create_app runs in each worker
     if settings.lean_resolve:
-        app.lean = FastResolve(app.state)
+        app.lean = FastResolve(app.state, app.request_ids)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(grants.router)
@@ -130,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(nbiot.router)
     app.include_router(batches.router)
+    app.include_router(monitoring_api.router)
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 
@@ -173,6 +184,38 @@ async def device_gateway(
         await _stopped(task)
         if broker is not None:
             await broker.stop()
+
+
+@asynccontextmanager
+async def metrics_pump(
+    app: FastAPI,
+    settings: Settings,
+    gateway: MqttGateway | None,
+    ingest: IngestQueue,
+    reports: Reporting,
+) -> AsyncIterator[None]:
+    """The task moving this process's counts into the Prometheus metrics (when on)."""
+    if not settings.metrics:
+        yield
+        return
+    pump = MetricsPump(
+        Sources(
+            app.state.node,
+            mqtt=lambda: gateway.counters if gateway is not None else None,
+            nbiot=lambda: ingest,
+            delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
+        ),
+        interval=settings.metrics_interval,
+        census_interval=settings.census_interval,
+    )
+    app.state.metrics_pump = pump
+    task = asyncio.create_task(pump.run(), name="monitoring.metrics")
+    try:
+        yield
+    finally:
+        await _stopped(task)
+        pump.flush()
+        monitoring.stopped()
 
 
 @asynccontextmanager

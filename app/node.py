@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import jinja2
 
@@ -11,12 +12,20 @@ from app.storage.database import Database
 from resolver.engine import Resolver
 
 
+@dataclass
+class Activity:
+    """What this process's HTTP layer did, in plain ints (``app/monitoring.py`` exports them)."""
+
+    registrations: Counter[str] = field(default_factory=Counter)  # by channel: api, batch
+
+
 @dataclass(frozen=True)
 class Node:
     settings: Settings
     database: Database
     resolver: Resolver
     pages: jinja2.Environment
+    activity: Activity = field(default_factory=Activity)
 
     @property
     def operator_token(self) -> str | None:

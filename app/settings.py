@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import httpx
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -203,6 +205,39 @@ class Settings(BaseSettings):
     heartbeat_batch_size: int = Field(
         2000, ge=1, description="Pending heartbeats that trigger a write before the interval."
     )
+
+    # --- monitoring ---
+    metrics: bool = Field(
+        True,
+        description="Count resolutions, registrations, device messages and serve them at "
+        "GET /metrics (Prometheus). Off only to measure what counting costs.",
+    )
+    metrics_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between moves of each process's counts into the Prometheus "
+        "metrics (GET /metrics moves its own process's at once).",
+    )
+    census_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between counts of enterprises, identifiers and online/offline "
+        "devices in the database (for their gauges).",
+    )
+    readiness_timeout: float = Field(
+        2.0, gt=0, description="Seconds GET /readyz waits for the database to answer."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines on stderr: one JSON object per line, or plain text."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log lines written."
+    )
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("node_prefix")
     @classmethod

@@ -15,7 +15,22 @@ from resolver.cache import Entry, ResolverCache
 from resolver.errors import HandleNotFound, NotResponsible
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
 from resolver.record import Record
-from resolver.upstream import HandleRestClient, ResolutionLoop, UpstreamUnavailable
+from resolver.stats import (
+    ERROR,
+    HIT,
+    MISS,
+    NOT_FOUND,
+    REFERRAL,
+    UPSTREAM,
+    ResolveStats,
+    perf_counter,
+)
+from resolver.upstream import (
+    HandleRestClient,
+    ResolutionLoop,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
 
 SITE_TYPE = "HS_SITE"
 
@@ -44,7 +59,11 @@ def site_url(prefix_record: Record) -> str | None:
 
 
 class Resolver:
-    """Resolves identifiers: local ones from the store, delegated and foreign ones remotely."""
+    """Resolves identifiers: local ones from the store, delegated and foreign ones remotely.
+
+    Every :meth:`resolve` is counted in ``stats`` (when given) by how it was answered;
+    :meth:`lookup` is the same without counting, for the node's own bookkeeping reads.
+    """
 
     def __init__(
         self,
@@ -56,6 +75,7 @@ class Resolver:
         upstream_url: str | None = None,
         node_id: str = "",
         max_hops: int = 8,
+        stats: ResolveStats | None = None,
     ) -> None:
         self._store = store
         self._node_prefix = node_prefix
@@ -64,6 +84,7 @@ class Resolver:
         self._upstream_url = upstream_url
         self.node_id = node_id
         self._max_hops = max_hops
+        self.stats = stats
 
     def is_local(self, handle: Handle) -> bool:
         """Whether the identifier lives under this node's prefix (including ``0.NA/`` records)."""
@@ -76,25 +97,52 @@ class Resolver:
 
         ``hops`` and ``via`` say how far a request forwarded by other nodes has come.
         """
+        stats = self.stats
+        if stats is None:
+            return (await self._resolve(handle, hops, via))[0]
+        started = perf_counter()
+        try:
+            entry, outcome = await self._resolve(handle, hops, via)
+        except HandleNotFound:
+            stats.observe(NOT_FOUND, started)
+            raise
+        except Exception:
+            stats.observe(ERROR, started)
+            raise
+        stats.observe(outcome, started, handle.prefix)
+        return entry
+
+    async def lookup(self, handle: Handle) -> Entry:
+        """Like :meth:`resolve`, not counted as a resolution (the node reading for itself)."""
+        return (await self._resolve(handle, 0, ()))[0]
+
+    async def _resolve(self, handle: Handle, hops: int, via: tuple[str, ...]) -> tuple[Entry, int]:
         key = str(handle)
         entry = self.cache.fresh(key)
         if entry is not None:
             if not entry.found:
                 raise HandleNotFound.of(key)
-            return entry
+            return entry, HIT
         self._check_path(hops, via)
         path = (*via, self.node_id)
+        # Concurrent misses share one load; those that did not run it count as a miss.
+        outcome = MISS
         load: Callable[[], Awaitable[Record | None]]
         if self.is_local(handle):
 
             async def load() -> Record | None:
-                return await self._local(handle, hops, path)
+                nonlocal outcome
+                record, referred = await self._local(handle, hops, path)
+                outcome = REFERRAL if referred else MISS
+                return record
 
         elif self._upstream_url is not None and self._remote is not None:
-            remote, upstream = self._remote, self._upstream_url
+            upstream = self._upstream_url
 
             async def load() -> Record | None:
-                return await remote.resolve(upstream, key, hops=hops, via=path)
+                nonlocal outcome
+                outcome = UPSTREAM
+                return await self._ask(upstream, key, hops, path, upstream=True)
 
         else:
             raise NotResponsible(
@@ -102,12 +150,29 @@ class Resolver:
                 f"to resolve {handle} through"
             )
         try:
-            return await self.cache.get_or_load(key, load)
+            return await self.cache.get_or_load(key, load), outcome
         except UpstreamUnavailable:
             stale = self.cache.stale(key)
             if stale is None:
                 raise
-            return stale
+            return stale, HIT
+
+    async def _ask(
+        self, site: str, key: str, hops: int, via: tuple[str, ...], *, upstream: bool
+    ) -> Record | None:
+        assert self._remote is not None
+        stats = self.stats
+        try:
+            record = await self._remote.resolve(site, key, hops=hops, via=via)
+        except (UpstreamUnavailable, UpstreamFailed):
+            if stats is not None:
+                stats.upstream_errors += 1
+                if upstream:
+                    stats.upstream_ok = False
+            raise
+        if stats is not None and upstream:
+            stats.upstream_ok = True
+        return record
 
     def _check_path(self, hops: int, via: tuple[str, ...]) -> None:
         if self.node_id and self.node_id in via:
@@ -120,19 +185,23 @@ class Resolver:
                 f"gave up after {hops} hops between nodes (limit {self._max_hops})"
             )
 
-    async def _local(self, handle: Handle, hops: int, via: tuple[str, ...]) -> Record | None:
+    async def _local(
+        self, handle: Handle, hops: int, via: tuple[str, ...]
+    ) -> tuple[Record | None, bool]:
+        """The record from the store, or from the enterprise node the prefix is delegated to
+        (then True: a referral)."""
         record = await self._store.fetch(str(handle))
         if record is not None or handle.prefix == PREFIX_RECORD_PREFIX:
-            return record
+            return record, False
         site = await self.site_of(handle.prefix)
         if site is None or self._remote is None:
-            return None
-        return await self._remote.resolve(site, str(handle), hops=hops, via=via)
+            return None, False
+        return await self._ask(site, str(handle), hops, via, upstream=False), True
 
     async def site_of(self, prefix: str) -> str | None:
         """The address of the enterprise node hosting ``prefix``, when it is delegated."""
         try:
-            entry = await self.resolve(Handle(PREFIX_RECORD_PREFIX, prefix))
+            entry = await self.lookup(Handle(PREFIX_RECORD_PREFIX, prefix))
         except HandleNotFound:
             return None
         return site_url(entry.record())

@@ -64,9 +64,11 @@ async def register_batch(
     items = _ndjson_items(request, node) if streamed else await _array_items(request, node)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     stopped: RequestTooLarge | None = None
+    created = 0
     try:
         async for results in load.run(items):
             spool.writelines(orjson.dumps(r) + b"\n" for r in results)
+            created += sum(1 for r in results if r.get("created"))
     except RequestTooLarge as exc:
         if atomic:
             spool.close()
@@ -83,6 +85,7 @@ async def register_batch(
             "atomic=true, so nothing was written",
             errors,
         )
+    node.activity.registrations["batch"] += created  # all written, or (atomic) committed
     summary: dict[str, Any] = {"accepted": load.accepted, "rejected": load.rejected}
     if stopped is not None:
         summary["stopped"] = {"error": "RequestTooLarge", "detail": stopped.message}

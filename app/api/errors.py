@@ -49,6 +49,7 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.ProvisioningKeyNotFound: (404, 100),
     node.ApplicationAlreadyMapped: (409, 101),
     node.BatchRejected: (422, 202),
+    node.MetricsOff: (404, 100),
 }
 HANDLE_API = "/api/handles/"
 INTERNAL_ERROR = "internal error; the operation was not completed"
@@ -84,6 +85,8 @@ async def _domain(request: Request, exc: Exception) -> Response:
     status, code = STATUS.get(type(exc), (500, 2))
     count_answer(status)
     message = getattr(exc, "message", str(exc))
+    if isinstance(exc, node.AuthenticationFailed):  # worth a line: someone may be guessing
+        log.info("auth.failed", extra={"path": request.url.path, "reason": message})
     return error_response(request, exc, status, code, message)
 
 

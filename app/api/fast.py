@@ -19,10 +19,12 @@ from starlette.types import Scope, Send
 
 from app.api.answers import Headers, error_answer, not_found_answer, public_answer
 from app.api.errors import INTERNAL_ERROR, STATUS
+from app.logs import RequestIds, request_id
 from app.reporting.counters import count_answer
 from resolver.cache import Entry
-from resolver.errors import ResolverError
+from resolver.errors import InvalidHandle, ResolverError
 from resolver.identifier import parse_handle
+from resolver.stats import ERROR, HIT, NOT_FOUND, perf_counter
 
 log = logging.getLogger("app.api.fast")
 PREFIX = "/api/handles/"
@@ -38,8 +40,9 @@ class FastResolve:
     leaves to FastAPI.
     """
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, ids: RequestIds) -> None:
         self._state = state  # the app's state: ``node`` is set there by the lifespan
+        self._ids = ids
 
     async def __call__(self, scope: Scope, send: Send) -> bool:
         if (
@@ -49,32 +52,51 @@ class FastResolve:
             or not scope["path"].startswith(PREFIX)
         ):
             return False
-        if_none_match = None
+        if_none_match = offered_id = None
         for name, value in scope["headers"]:
             if name in _SLOW_HEADERS:
                 return False
             if name == b"if-none-match":  # repeated lines form one list (RFC 9110 5.3)
                 tag = value.decode("latin-1")
                 if_none_match = tag if if_none_match is None else f"{if_none_match}, {tag}"
+            elif name == b"x-request-id":
+                offered_id = value
         resolver: Any = self._state.node.resolver
+        stats = resolver.stats
+        started = perf_counter()
+        rid = self._ids.take(offered_id)
         text = scope["path"][_SKIP:]
         entry = resolver.cache.fresh(text)
         if entry is not None:
             if entry.found:
                 parts = public_answer(entry, resolver.cache.clock(), if_none_match)
+                if stats is not None:  # a hit's key is its normalised text: prefix/suffix
+                    stats.observe(HIT, started, text.partition("/")[0])
             else:
                 parts = not_found_answer(text)
+                if stats is not None:
+                    stats.observe(NOT_FOUND, started)
         else:
-            parts = await _resolve(resolver, text, if_none_match)
-        await _send(send, *parts)
+            token = request_id.set(rid)  # a miss may log; a hit never does
+            try:
+                parts = await _resolve(resolver, text, if_none_match, started)
+            finally:
+                request_id.reset(token)
+        await _send(send, *parts, rid)
         return True
 
 
 async def _resolve(
-    resolver: Any, text: str, if_none_match: str | None
+    resolver: Any, text: str, if_none_match: str | None, started: float
 ) -> tuple[int, Headers, bytes]:
     try:
-        entry: Entry = await resolver.resolve(parse_handle(text))
+        handle = parse_handle(text)
+    except InvalidHandle as exc:
+        if resolver.stats is not None:  # the engine counts everything after parsing
+            resolver.stats.observe(ERROR, started)
+        return error_answer(*STATUS[InvalidHandle], text, exc.message)
+    try:
+        entry: Entry = await resolver.resolve(handle)
     except ResolverError as exc:
         status, code = STATUS.get(type(exc), (500, 2))
         count_answer(status)
@@ -86,12 +108,8 @@ async def _resolve(
     return public_answer(entry, resolver.cache.clock(), if_none_match)
 
 
-async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.encode(), v.encode()) for k, v in headers],
-        }
-    )
+async def _send(send: Send, status: int, headers: Headers, body: bytes, rid: str) -> None:
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    raw.append((b"x-request-id", rid.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

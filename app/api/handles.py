@@ -18,9 +18,10 @@ from app.registry import handles as service
 from app.registry import history
 from app.storage.database import AsyncSession
 from resolver.engine import SITE_TYPE
-from resolver.errors import NotResponsible, ValuesNotFound
+from resolver.errors import InvalidHandle, NotResponsible, ValuesNotFound
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle
 from resolver.record import Record, encode, record_body
+from resolver.stats import ERROR, REFERRAL, perf_counter
 from resolver.upstream import HOPS_HEADER
 from resolver.values import parse_values, request_values
 
@@ -114,7 +115,7 @@ async def resolve(
     expired entry because the node holding it is unreachable says ``X-Idnode-Stale: true``.
     With ``at=`` the answer comes from the identifier's history, never from the cache.
     """
-    parsed = parse_handle(handle)
+    parsed = _parsed(node, handle)
     public_only = principal.is_anonymous if publicOnly is None else publicOnly
     if at is not None:
         view = View(types, _indexes(index), public_only, pretty)
@@ -123,9 +124,13 @@ async def resolve(
     # Repeated If-None-Match lines form one list (RFC 9110 section 5.3).
     if_none_match = ", ".join(request.headers.getlist("if-none-match")) or None
     if referral and resolver.is_local(parsed) and parsed.prefix != PREFIX_RECORD_PREFIX:
+        started = perf_counter()
         site = await resolver.site_of(parsed.prefix)
         if site is not None:
-            return await _referral(node, parsed, site, pretty)
+            referred = await _referral(node, parsed, site, pretty)
+            if resolver.stats is not None:
+                resolver.stats.observe(REFERRAL, started, parsed.prefix)
+            return referred
     entry = await resolver.resolve(parsed, hops=_hops(x_idnode_hops), via=_via(x_idnode_via))
     now = resolver.cache.clock()
     privileged = not public_only and await _privileged(node, principal, parsed)
@@ -136,6 +141,17 @@ async def resolve(
     )
     control = cache_control(entry, now, public=not privileged)
     return _response(answer(body, etag_of(body), control, if_none_match, stale=entry.stale))
+
+
+def _parsed(node: Node, handle: str) -> Handle:
+    """The identifier asked for; one that is not valid counts as an error resolution (the
+    engine counts everything after this)."""
+    try:
+        return parse_handle(handle)
+    except InvalidHandle:
+        if node.resolver.stats is not None:
+            node.resolver.stats.observe(ERROR, perf_counter())
+        raise
 
 
 @dataclass(frozen=True)
@@ -212,7 +228,7 @@ def _via(raw: str | None) -> tuple[str, ...]:
 
 async def _referral(node: Node, handle: Handle, site: str, pretty: bool) -> Response:
     prefix_record = (
-        await node.resolver.resolve(Handle(PREFIX_RECORD_PREFIX, handle.prefix))
+        await node.resolver.lookup(Handle(PREFIX_RECORD_PREFIX, handle.prefix))
     ).record()
     body = {
         **record_body(prefix_record.select([SITE_TYPE]), response_code=PREFIX_REFERRAL),
@@ -273,6 +289,7 @@ async def put(
             indexes=indexes,
             overwrite=overwrite,
         )
+    node.activity.registrations["api"] += created
     return _answer(record, status=201 if created else 200, pretty=pretty)
 
 
@@ -303,6 +320,7 @@ async def mint(
         node_prefix=node.settings.node_prefix,
         idempotency_key=idempotency_key,
     )
+    node.activity.registrations["api"] += created
     return _answer(record, status=201 if created else 200, pretty=pretty)
 
 

@@ -80,7 +80,9 @@ async def register(
         url=payload.url,
         idempotency_key=payload.idempotencyKey or idempotency_key,
     )
-    if not registered.created:
+    if registered.created:
+        node.activity.registrations["api"] += 1
+    else:
         response.status_code = 200
     return await service.identifier_view(session, registered.record, registered.template, principal)
 
@@ -108,7 +110,7 @@ async def qr(
 
 async def _qr(node: Node, request: Request, handle: str) -> segno.QRCode:
     parsed = parse_handle(handle)
-    await node.resolver.resolve(parsed)  # 404 for an identifier that does not exist
+    await node.resolver.lookup(parsed)  # 404 for an identifier that does not exist
     return segno.make(proxy_url(node, request, str(parsed)), error=QR_ERROR_LEVEL, micro=False)
 
 

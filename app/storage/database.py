@@ -103,6 +103,21 @@ class Database:
             )
         return PostgresStore(self._pool)
 
+    def pool_use(self) -> tuple[int, int]:
+        """Connections checked out and the pool sizes, over this process's pools (the
+        SQLAlchemy engines and, on PostgreSQL, the resolver's asyncpg pool)."""
+        in_use = size = 0
+        engines = {id(e): e for e in (self.engine, self.write_engine)}.values()
+        for engine in engines:
+            pool: Any = engine.pool
+            if hasattr(pool, "checkedout") and hasattr(pool, "size"):
+                in_use += pool.checkedout()
+                size += pool.size()
+        if self._pool is not None:
+            in_use += self._pool.get_size() - self._pool.get_idle_size()
+            size += self._pool.get_max_size()
+        return in_use, size
+
     async def dispose(self) -> None:
         if self._pool is not None:
             await self._pool.close()

@@ -125,6 +125,7 @@ class ChirpStackEvents:
                 return
             self._known.add(known)
             self._counters.registered += registered.created
+            self._counters.lorawan_registered += registered.created
             self._counters.replayed += not registered.created
             self._counters.lorawan_events += 1
             return

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class Counters:
-    registered: int = 0  # new devices
+    registered: int = 0  # new devices (over MQTT and ChirpStack)
+    lorawan_registered: int = 0  # of those, the ones ChirpStack events registered
     replayed: int = 0  # registrations of devices already known
     rejected: int = 0  # rejected replies sent (bad key, bad hardware id, ...)
     malformed: int = 0  # not JSON, wrong shape or too large

@@ -32,6 +32,7 @@ class IngestQueue:
         self.devices = devices
         self._queue: asyncio.Queue[Work] = asyncio.Queue(size)
         self.applied = 0
+        self.registered = 0  # devices seen for the first time
         self.failed = 0
 
     def offer(self, work: Work) -> bool:
@@ -66,6 +67,7 @@ class IngestQueue:
             return
         # Data and online pushes register the device on first sight (idempotent) and
         # mark it seen now.
-        await self.devices.register_as(
+        registered = await self.devices.register_as(
             work.principal, work.prefix, Registration(event.imei, "imei", network="nbiot")
         )
+        self.registered += registered.created

@@ -40,7 +40,7 @@ NEW_URL = "https://trace.example.com/v2/milk-1"
 EMAIL = "dairy@example.com"
 RESTRICTED = "1100"  # admin read + write, no public read
 MAX_TTL = 3600  # Settings.cache_max_ttl default: caps every lifetime
-IGNORED_HEADERS = {"date", "server"}
+IGNORED_HEADERS = {"date", "server", "x-request-id"}  # per request, like date (see test_logs.py)
 RequestHeaders = dict[str, str] | list[tuple[str, str]]
 
 

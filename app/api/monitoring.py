@@ -1,0 +1,91 @@
+"""``/metrics`` (Prometheus), ``/healthz`` (the process serves) and ``/readyz`` (its database
+and broker answer): what a scraper, a load balancer and Kubernetes probes ask."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.deps import NodeDep
+from app.errors import MetricsOff
+from app.metrics import registry
+from app.node import Node
+
+router = APIRouter(tags=["Monitoring"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics, added up over every worker process",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Every ``idnode_*`` metric in the Prometheus text format (see the README, Monitoring)."""
+    pump = getattr(request.app.state, "metrics_pump", None)
+    if pump is None:
+        raise MetricsOff("metrics are off on this node (IDNODE_METRICS=false)")
+    pump.flush()  # this process's latest counts; other workers' are at most a second old
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", summary="The process is alive and serving")
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the process answers HTTP (a liveness probe)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The node can do its work: database (and broker, when configured) reachable",
+    responses={503: {"description": '{"status": "unavailable", "reasons": [...]}'}},
+)
+async def readyz(request: Request, node: NodeDep) -> Any:
+    """200 ``{"status": "ready"}``, or 503 with one reason per dependency that is not."""
+    reasons = []
+    database = await _database_problem(node)
+    if database is not None:
+        reasons.append(database)
+    broker = _broker_problem(request, node)
+    if broker is not None:
+        reasons.append(broker)
+    if reasons:
+        body = orjson.dumps({"status": "unavailable", "reasons": reasons})
+        return Response(body, 503, media_type="application/json")
+    return {"status": "ready"}
+
+
+async def _database_problem(node: Node) -> str | None:
+    timeout = node.settings.readiness_timeout
+    try:
+        async with asyncio.timeout(timeout), node.database.read_session() as session:
+            await session.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"database: no answer to SELECT 1 within {timeout:g} s"
+    except (SQLAlchemyError, OSError) as exc:
+        return f"database: {_first_line(exc)}"
+    return None
+
+
+def _broker_problem(request: Request, node: Node) -> str | None:
+    settings = node.settings
+    if not (settings.mqtt_url or settings.embedded_broker):
+        return None
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is None:
+        return "broker: the device gateway is not running (embedded broker port taken?)"
+    if not gateway.connected.is_set():
+        return f"broker: the device gateway is not connected to {gateway.address}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy appends the statement and a documentation link; the cause is the first line.
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
