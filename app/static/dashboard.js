@@ -47,7 +47,8 @@
     const options = {
       ...chartSize(element),
       legend: { show: lines.length > 1 },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
+      // at least a minute wide, so the first points do not stretch over the whole axis
+      scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 60), max] }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
       series: [{}].concat(lines.map((label, i) => ({
         label: label, stroke: COLOURS[i % COLOURS.length], width: 2, value: (u, v) => rate(v),
       }))),
@@ -160,9 +161,15 @@
     status.className = "status " + kind;
   }
 
+  let quiet = null; // timer: the stream has been away too long to be a routine reconnection
+
   function connect() {
     const source = new EventSource("/dashboard/stream");
-    source.addEventListener("open", () => setStatus("live", "live"));
+    source.addEventListener("open", () => {
+      clearTimeout(quiet);
+      quiet = null;
+      setStatus("live", "live");
+    });
     source.addEventListener("history", (event) => {
       // After a reconnection the node sends only the points this page missed.
       const history = JSON.parse(event.data);
@@ -193,8 +200,8 @@
           if (response.status === 401) window.location.assign("/dashboard");
           else setTimeout(connect, 2000);
         }, () => setTimeout(connect, 2000));
-      } else {
-        setStatus("reconnecting…", "");
+      } else if (quiet === null) {
+        quiet = setTimeout(() => setStatus("reconnecting…", ""), 2000);
       }
     });
   }
