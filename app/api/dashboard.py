@@ -121,8 +121,17 @@ async def logout(request: Request) -> Response:
 
 
 def _secure(request: Request) -> bool:
-    # Over plain http (a laptop on loopback) a Secure cookie would never come back.
-    return request.url.scheme == "https"
+    """Whether the browser reached the node over https (itself or through a proxy).
+
+    Over plain http (a laptop on loopback) a Secure cookie would never come back. The
+    forwarded header needs no trust: it can only make the cookie stricter.
+    """
+    node: Node = request.app.state.node
+    return (
+        request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https"
+        or (node.settings.public_url or "").lower().startswith("https://")
+    )
 
 
 @router.get("/dashboard/stream")

@@ -81,6 +81,13 @@ async def test_over_https_the_cookie_is_secure(app: Any) -> None:
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
 
 
+async def test_behind_an_https_proxy_the_cookie_is_secure(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/dashboard/login", data={"token": OPERATOR_TOKEN}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "secure" in {part.strip().lower() for part in answer.headers["set-cookie"].split(";")}
+
+
 async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
     await log_in(client)
     answer = await client.post("/dashboard/logout")
