@@ -71,7 +71,13 @@ async def page(request: Request, node: NodeDep, dashboard: DashboardDep) -> Resp
     """The dashboard, or the login form when there is no valid session."""
     if not _logged_in(request, dashboard):
         return _page(node, "dashboard_login.html")
-    return _page(node, "dashboard.html", upstream=node.settings.upstream_url is not None)
+    settings = node.settings
+    return _page(
+        node,
+        "dashboard.html",
+        upstream=settings.upstream_url is not None,
+        counting=settings.metrics,
+    )
 
 
 @router.post("/dashboard/login", response_class=HTMLResponse)

@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from app.dashboard.sessions import COOKIE, Sessions
+from app.main import create_app
 from tests.conftest import OPERATOR_TOKEN, bearer, create_enterprise, url_value
 
 
@@ -67,6 +68,7 @@ async def test_the_operator_logs_in_with_a_safe_session_cookie(client: httpx.Asy
     page = await client.get("/dashboard")
     assert page.status_code == 200
     assert 'id="chart-resolutions"' in page.text
+    assert 'id="metrics-off"' not in page.text
     assert OPERATOR_TOKEN not in page.text
     csp = page.headers["content-security-policy"]
     assert "default-src 'self'" in csp
@@ -191,3 +193,13 @@ async def test_the_page_assets_are_served_by_the_node(client: httpx.AsyncClient)
         answer = await client.get(path)
         assert answer.status_code == 200, path
         assert kind in answer.headers["content-type"], path
+
+
+async def test_the_page_says_when_counting_is_off(settings: Any) -> None:
+    off = create_app(settings.model_copy(update={"metrics": False}))
+    async with off.router.lifespan_context(off):
+        transport = httpx.ASGITransport(app=off)
+        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as client:
+            await log_in(client)
+            page = await client.get("/dashboard")
+    assert 'id="metrics-off"' in page.text
