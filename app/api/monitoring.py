@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,7 +56,8 @@ async def readyz(request: Request, node: NodeDep) -> Any:
     if broker is not None:
         reasons.append(broker)
     if reasons:
-        return ORJSONResponse({"status": "unavailable", "reasons": reasons}, 503)
+        body = orjson.dumps({"status": "unavailable", "reasons": reasons})
+        return Response(body, 503, media_type="application/json")
     return {"status": "ready"}
 
 
