@@ -9,6 +9,7 @@ token never appears in the page or a URL.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -27,6 +28,7 @@ from app.errors import AuthenticationFailed, RequestTooLarge
 from app.node import Node
 
 router = APIRouter(tags=["Dashboard"], include_in_schema=False)
+log = logging.getLogger("app.api.dashboard")
 
 # Everything the page loads comes from the node itself; uPlot styles its elements through
 # the DOM (allowed), never with inline <style> or style="" (which this forbids).
@@ -98,6 +100,8 @@ async def login(request: Request, node: NodeDep, dashboard: DashboardDep) -> Res
     except AuthenticationFailed:
         principal = None
     if principal is None or not principal.is_operator:
+        client = request.client.host if request.client else None
+        log.info("dashboard.login_refused", extra={"client": client})  # never the token
         return _page(
             node,
             "dashboard_login.html",

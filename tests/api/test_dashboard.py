@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from app.dashboard.sessions import COOKIE, Sessions
 from app.main import create_app
@@ -37,7 +38,10 @@ async def test_without_a_session_the_dashboard_is_a_login_form(client: httpx.Asy
     assert "chart-resolutions" not in page.text
 
 
-async def test_a_wrong_token_shows_the_form_again_with_401(client: httpx.AsyncClient) -> None:
+async def test_a_wrong_token_shows_the_form_again_with_401(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.api.dashboard")
     for token in ("not-the-token", ""):
         answer = await log_in(client, token)
         assert answer.status_code == 401
@@ -45,6 +49,8 @@ async def test_a_wrong_token_shows_the_form_again_with_401(client: httpx.AsyncCl
         assert "Wrong token" in answer.text or "Enter the operator token" in answer.text
         assert COOKIE not in answer.headers.get("set-cookie", "")
     assert "chart-resolutions" not in (await client.get("/dashboard")).text
+    assert "dashboard.login_refused" in caplog.messages
+    assert "not-the-token" not in caplog.text
 
 
 async def test_an_enterprise_token_is_not_the_operator_token(client: httpx.AsyncClient) -> None:
