@@ -51,7 +51,13 @@ _SECRET_TEXT = (
 )
 REDACTED = "[redacted]"
 # Attributes every LogRecord has; anything else came in through ``extra``.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# (uvicorn adds color_message, a copy of the message with terminal colours.)
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def redact(text: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import multiprocess
+from prometheus_client import Counter, multiprocess
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.metrics import Metrics, metrics, multiprocess_dir
@@ -100,9 +100,9 @@ class MetricsPump:
         m.db_pool_in_use.set(in_use)
         m.db_pool_size.set(size)
 
-    def _inc(self, counter: object, name: str, now: float) -> None:
+    def _inc(self, counter: Counter, name: str, now: float) -> None:
         if delta := self._delta(name, now):
-            counter.inc(delta)  # type: ignore[attr-defined]
+            counter.inc(delta)
 
     def _latency(self, buckets: list[int], total: float) -> None:
         histogram = self.metrics.resolve_duration

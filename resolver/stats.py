@@ -78,13 +78,14 @@ class ResolveStats:
         """
         elapsed = perf_counter() - started
         self.counts[outcome] += 1
-        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus' `le`).
-        self.latency_buckets[bisect_left(self.latency_bounds, elapsed)] += 1
+        bounds = self.latency_bounds
+        # Cache hits fall in the first bucket: skip the search for them. bisect_left: a value
+        # equal to a bound belongs to that bucket (Prometheus' `le`).
+        self.latency_buckets[0 if elapsed <= bounds[0] else bisect_left(bounds, elapsed)] += 1
         self.latency_sum += elapsed
         if prefix is not None:
             seen = self.by_prefix
-            count = seen.get(prefix)
-            if count is not None:
-                seen[prefix] = count + 1
+            if prefix in seen:
+                seen[prefix] += 1
             elif len(seen) < MAX_PREFIXES:
                 seen[prefix] = 1

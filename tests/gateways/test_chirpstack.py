@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.settings import Settings
 from app.storage.models import Device as DeviceRow
+from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer
 from tests.gateways.conftest import Device, fixture_json
 
@@ -72,6 +73,7 @@ async def test_join_up_status_with_duplicates(
 ) -> None:
     await map_application(http, enterprise)
     handle = f"{enterprise['prefix']}/DEV-deveui-A84041000181C2F7"
+    before = await scrape(http)
 
     await publish(device, chirpstack_root, "join-unmapped-application.json")
     await until(gateway_app, lorawan_unmapped=1)
@@ -97,6 +99,12 @@ async def test_join_up_status_with_duplicates(
     counters = gateway_app.state.gateway.counters
     assert counters.lorawan_events == 4  # join, two distinct uplinks, status
     assert counters.registered == 1
+    after = await scrape(http)
+    assert grown(before, after, "idnode_registrations_total", channel="lorawan") == 1
+    assert grown(before, after, "idnode_registrations_total", channel="mqtt") == 0
+    assert (
+        grown(before, after, "idnode_mqtt_messages_total", kind="lorawan", result="duplicate") == 1
+    )
     # The unmapped application's device was never created.
     missing = await http.get(f"/api/handles/{enterprise['prefix']}/DEV-deveui-A84041000181FFFF")
     assert missing.status_code == 404

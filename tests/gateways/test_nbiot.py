@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer, create_enterprise
 from tests.gateways.conftest import fixture_json
 
@@ -147,3 +148,16 @@ async def test_onenet_needs_a_token(client: httpx.AsyncClient, plant: dict[str, 
     )
     assert answer.status_code == 400
     assert "token is required" in answer.json()["detail"]
+
+
+async def test_nbiot_registrations_show_in_metrics(
+    client: httpx.AsyncClient, plant: dict[str, Any], app: Any
+) -> None:
+    await configure(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
+    before = await scrape(client)
+    for name in ("online-push.json", "data-push.json"):  # the second finds it registered
+        assert (await onenet_post(client, plant["prefix"], name)).status_code == 200
+    await app.state.nbiot.drained()
+    after = await scrape(client)
+
+    assert grown(before, after, "idnode_registrations_total", channel="nbiot") == 1
