@@ -123,7 +123,9 @@ def put_load(url: str, watch: Callable[[], None]) -> None:
             time.sleep(0.5)
 
 
-def test_the_operator_watches_live_numbers(browser: Any, node: LiveNode) -> None:
+def test_the_operator_watches_live_numbers(
+    browser: Any, node: LiveNode, capsys: pytest.CaptureFixture[str]
+) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
@@ -161,7 +163,8 @@ def test_the_operator_watches_live_numbers(browser: Any, node: LiveNode) -> None
     assert page.locator("#latency-p99").inner_text().endswith("ms")
     shot = ARTIFACTS / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
-    print(f"\ndashboard screenshot: {shot}")
+    with capsys.disabled():  # the artefact's path, shown even when output is captured
+        print(f"\ndashboard screenshot: {shot}")
     assert problems == [], problems
 
     with page.expect_navigation():
@@ -171,7 +174,9 @@ def test_the_operator_watches_live_numbers(browser: Any, node: LiveNode) -> None
     context.close()
 
 
-def test_the_dashboard_fits_a_phone(browser: Any, node: LiveNode) -> None:
+def test_the_dashboard_fits_a_phone(
+    browser: Any, node: LiveNode, capsys: pytest.CaptureFixture[str]
+) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 375, "height": 812}, is_mobile=True)
     page = context.new_page()
@@ -184,5 +189,6 @@ def test_the_dashboard_fits_a_phone(browser: Any, node: LiveNode) -> None:
     assert box["width"] <= 375
     shot = ARTIFACTS / "dashboard-phone.png"
     page.screenshot(path=str(shot), full_page=True)
-    print(f"\ndashboard phone screenshot: {shot}")
+    with capsys.disabled():
+        print(f"\ndashboard phone screenshot: {shot}")
     context.close()
