@@ -71,11 +71,15 @@ def test_configure_replaces_a_servers_plain_handler_only() -> None:
         assert len(ours) == 1
         assert isinstance(ours[0].formatter, TextFormatter)
         assert root.level == logging.WARNING
-        assert all(h in root.handlers for h in saved_handlers)  # pytest's capture stays
+        kept = [h for h in saved_handlers if type(h) is not logging.StreamHandler]
+        assert all(h in root.handlers for h in kept)  # pytest's capture handlers stay
     finally:
         for handler in list(root.handlers):
             if handler not in saved_handlers:
                 root.removeHandler(handler)
+        for handler in saved_handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
         root.setLevel(saved_level)
 
 
