@@ -6,7 +6,7 @@ PG_HOST ?= 127.0.0.1
 MIGRATION_DB := idnode_migration_check
 MIGRATION_URL := postgresql+asyncpg://postgres@$(PG_HOST)/$(MIGRATION_DB)
 
-.PHONY: check install lint types migrations test serve
+.PHONY: check install lint types migrations test serve browser
 
 check: install lint types migrations test
 
@@ -35,8 +35,16 @@ migrations: install
 	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic upgrade head
 	psql -h $(PG_HOST) -U postgres -q -c 'DROP DATABASE $(MIGRATION_DB)'
 
-test: install
+test: install browser
 	$(BIN)/pytest
+
+# The dashboard's browser test drives Debian's chromium (never a downloaded one); install it
+# when missing and we may (root with apt-get). Otherwise the test says how, or fails in CI.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make: installing chromium for the dashboard's browser test"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
 
 serve: install
 	$(BIN)/idnode serve

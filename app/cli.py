@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -127,6 +128,8 @@ def serve(
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
+    # One key for every worker, so a dashboard session works whichever serves the request.
+    os.environ.setdefault("IDNODE_DASHBOARD_SECRET", secrets.token_urlsafe(32))
     sys.stdout.flush()
     logging_config = logs.dict_config(settings.log_format, settings.log_level)
     with _shared_metrics(workers if settings.metrics else 1):

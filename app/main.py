@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -12,11 +13,14 @@ from contextlib import asynccontextmanager
 import httpx
 import jinja2
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from app import logs, monitoring
+from app import logs, metrics, monitoring
 from app.api import (
     batches,
+    dashboard,
     devices,
     enterprises,
     errors,
@@ -30,6 +34,7 @@ from app.api import (
 )
 from app.api import monitoring as monitoring_api
 from app.api.fast import FastResolve
+from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.monitoring import MetricsPump, Sources
 from app.node import Node
 from app.registry import catalog
@@ -49,6 +54,9 @@ from resolver.stats import ResolveStats
 from resolver.upstream import HandleRestClient
 
 VERSION = "0.1.0"
+# Servers' own loggers that do not propagate to the root logger (the dashboard's recent
+# errors listen there too).
+SERVER_LOGGERS = ("uvicorn.error", "_granian")
 
 
 class NodeApp(FastAPI):
@@ -103,19 +111,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     loader=jinja2.PackageLoader("app", "templates"), autoescape=True
                 ),
             )
+            app.state.dashboard = _dashboard(app, settings)
             sync = asyncio.create_task(_cache_sync(database, cache), name="cache-invalidation")
             try:
-                async with (
-                    device_gateway(settings, database, cache) as gateway,
-                    nbiot_ingest(settings, database, cache) as ingest,
-                    reporting(settings, database, cache) as reports,
-                ):
-                    app.state.gateway = gateway
-                    app.state.nbiot = ingest
-                    app.state.reporting = reports
-                    async with metrics_pump(app, settings, gateway, ingest, reports):
-                        yield
+                with app.state.dashboard.errors.installed(*SERVER_LOGGERS):
+                    async with (
+                        device_gateway(settings, database, cache) as gateway,
+                        nbiot_ingest(settings, database, cache) as ingest,
+                        reporting(settings, database, cache) as reports,
+                    ):
+                        app.state.gateway = gateway
+                        app.state.nbiot = ingest
+                        app.state.reporting = reports
+                        async with metrics_pump(app, settings, gateway, ingest, reports):
+                            yield
             finally:
+                await app.state.dashboard.sampler.stop()
                 await _stopped(sync)
                 await database.dispose()
 
@@ -141,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nbiot.router)
     app.include_router(batches.router)
     app.include_router(monitoring_api.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(packages=[("app", "static")]), name="static")
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app
 
@@ -229,6 +242,24 @@ async def nbiot_ingest(
         yield queue
     finally:
         await _stopped(task)
+
+
+def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:
+    def current_registry() -> CollectorRegistry:
+        pump = getattr(app.state, "metrics_pump", None)
+        if pump is not None:
+            pump.flush()  # as GET /metrics does: this process's latest counts
+        return metrics.registry()
+
+    secret = settings.dashboard_secret
+    # Without a configured key each process draws its own (`idnode serve` shares one with
+    # its workers through the environment).
+    key = secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)
+    return Dashboard(
+        sampler=Sampler(current_registry),
+        errors=RecentErrors(),
+        sessions=Sessions(key, settings.dashboard_session_ttl),
+    )
 
 
 def _say(line: str) -> None:

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         "stores only its hash and prints it once.",
     )
 
+    # --- operator dashboard ---
+    dashboard_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs dashboard session cookies. Unset: `idnode serve` draws a "
+        "random one at each start (shared by its workers; sessions end when the node "
+        "restarts); set it when several nodes sit behind one address.",
+    )
+    dashboard_session_ttl: int = Field(
+        8 * 3600, ge=60, description="Seconds a dashboard login lasts."
+    )
+
     # --- HTTP ---
     public_url: str | None = Field(
         None,
