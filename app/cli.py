@@ -23,7 +23,7 @@ import migrations
 from app import logs
 from app.csv_import import ImportSummary, count_rows, import_csv
 from app.errors import NodeError
-from app.main import device_gateway
+from app.main import MetricsPortTaken, device_gateway, gateway_metrics
 from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
@@ -164,9 +164,17 @@ def gateway() -> None:
         f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
         f"storage {_where(settings)}"
     )
+    if settings.gateway_metrics_port is not None:
+        click.echo(
+            f"idnode: gateway metrics on "
+            f"http://{settings.gateway_metrics_host}:{settings.gateway_metrics_port}/metrics"
+        )
     sys.stdout.flush()
     logs.configure(settings.log_format, settings.log_level)
-    asyncio.run(_run_gateway(settings))
+    try:
+        asyncio.run(_run_gateway(settings))
+    except MetricsPortTaken as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 async def _run_gateway(settings: Settings) -> None:
@@ -176,7 +184,10 @@ async def _run_gateway(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     database = Database(settings)
     try:
-        async with device_gateway(settings, database, cache=None) as running:
+        async with (
+            device_gateway(settings, database, cache=None) as running,
+            gateway_metrics(settings, database, running),
+        ):
             await stop.wait()
             if running is not None:
                 click.echo(f"idnode: gateway stopped {json.dumps(running.counters.as_json())}")

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import httpx
 import jinja2
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -213,6 +213,7 @@ async def metrics_pump(
         return
     pump = MetricsPump(
         Sources(
+            app.state.node.database,
             app.state.node,
             mqtt=lambda: gateway.counters if gateway is not None else None,
             nbiot=lambda: ingest,
@@ -260,6 +261,49 @@ def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:
         errors=RecentErrors(),
         sessions=Sessions(key, settings.dashboard_session_ttl),
     )
+
+
+class MetricsPortTaken(Exception):
+    """The gateway's metrics port cannot be listened on."""
+
+
+@asynccontextmanager
+async def gateway_metrics(
+    settings: Settings, database: Database, gateway: MqttGateway | None
+) -> AsyncIterator[None]:
+    """``idnode gateway``'s own ``GET /metrics`` on IDNODE_GATEWAY_METRICS_PORT: the MQTT
+    messages and registrations of this process, which no node process sees."""
+    port = settings.gateway_metrics_port
+    if port is None or not settings.metrics:
+        yield
+        return
+    pump = MetricsPump(
+        Sources(
+            database,
+            None,
+            mqtt=lambda: gateway.counters if gateway is not None else None,
+            nbiot=lambda: None,
+            delivery_errors=lambda: 0,
+        ),
+        interval=settings.metrics_interval,
+        census_interval=settings.census_interval,
+    )
+    try:
+        server, _thread = start_http_server(
+            port, settings.gateway_metrics_host, registry=metrics.registry()
+        )
+    except OSError as exc:
+        raise MetricsPortTaken(
+            f"cannot serve metrics on {settings.gateway_metrics_host}:{port}: {exc.strerror}"
+        ) from exc
+    task = asyncio.create_task(pump.run(), name="monitoring.metrics")
+    try:
+        yield
+    finally:
+        await _stopped(task)
+        pump.flush()
+        server.shutdown()
+        server.server_close()
 
 
 def _say(line: str) -> None:

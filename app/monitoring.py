@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.metrics import Metrics, metrics, multiprocess_dir
 from app.node import Node
 from app.storage.census import take_census
+from app.storage.database import Database
 from gateways.mqtt.stats import Counters
 from gateways.nbiot import IngestQueue
 from resolver.engine import within
@@ -46,9 +47,11 @@ MQTT_MESSAGES: dict[str, tuple[str, str]] = {
 
 @dataclass
 class Sources:
-    """Where the counts come from; the gateways exist only when configured."""
+    """Where the counts come from; the gateways exist only when configured, and a gateway
+    process (``idnode gateway``) has no node: it serves no resolutions."""
 
-    node: Node
+    database: Database
+    node: Node | None
     mqtt: Callable[[], Counters | None]
     nbiot: Callable[[], IngestQueue | None]
     delivery_errors: Callable[[], int]  # failed attempts to report to the top-level node
@@ -71,7 +74,20 @@ class MetricsPump:
 
     def flush(self) -> None:
         """Add what was counted since the last flush; set the gauges."""
-        node, m = self.sources.node, self.metrics
+        m = self.metrics
+        if self.sources.node is not None:
+            self._resolutions(self.sources.node)
+        self._registrations()
+        self._mqtt()
+        self._inc(
+            m.report_delivery_errors, "report_delivery_errors", self.sources.delivery_errors()
+        )
+        in_use, size = self.sources.database.pool_use()
+        m.db_pool_in_use.set(in_use)
+        m.db_pool_size.set(size)
+
+    def _resolutions(self, node: Node) -> None:
+        m = self.metrics
         stats = node.resolver.stats
         if stats is not None:
             for outcome, count in zip(OUTCOMES, stats.counts, strict=True):
@@ -92,14 +108,6 @@ class MetricsPump:
         self._inc(m.cache_misses, "cache.misses", cache.misses)
         m.cache_entries.set(cache.entries)
         m.cache_bytes.set(cache.bytes)
-        self._registrations()
-        self._mqtt()
-        self._inc(
-            m.report_delivery_errors, "report_delivery_errors", self.sources.delivery_errors()
-        )
-        in_use, size = node.database.pool_use()
-        m.db_pool_in_use.set(in_use)
-        m.db_pool_size.set(size)
 
     def _inc(self, counter: Counter, name: str, now: float) -> None:
         if delta := self._delta(name, now):
@@ -116,7 +124,8 @@ class MetricsPump:
             histogram._sum.inc(delta)
 
     def _registrations(self) -> None:
-        counts = dict(self.sources.node.activity.registrations)
+        node = self.sources.node
+        counts = dict(node.activity.registrations) if node is not None else {}
         gateway, nbiot = self.sources.mqtt(), self.sources.nbiot()
         if gateway is not None:
             # The gateway's `registered` includes ChirpStack's; split them by channel.
@@ -141,7 +150,7 @@ class MetricsPump:
 
     async def census(self) -> None:
         """Count enterprises, identifiers and devices (a few COUNT queries)."""
-        async with self.sources.node.database.read_session() as session:
+        async with self.sources.database.read_session() as session:
             counted = await take_census(session)
         m = self.metrics
         m.enterprises.set(counted.enterprises)
@@ -154,7 +163,7 @@ class MetricsPump:
         next_census = 0.0
         while True:
             self.flush()
-            if time.monotonic() >= next_census:
+            if self.sources.node is not None and time.monotonic() >= next_census:
                 next_census = time.monotonic() + self._census_interval
                 try:
                     await self.census()

@@ -229,6 +229,18 @@ class Settings(BaseSettings):
         description="Seconds between moves of each process's counts into the Prometheus "
         "metrics (GET /metrics moves its own process's at once).",
     )
+    gateway_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`idnode gateway` serves GET /metrics (Prometheus: its MQTT messages and "
+        "registrations, which no node process sees) on this port; unset: it serves nothing.",
+    )
+    gateway_metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address of the gateway's /metrics (0.0.0.0 to be scraped from outside, "
+        "e.g. in a container).",
+    )
     census_interval: float = Field(
         15.0,
         gt=0,

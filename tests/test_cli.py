@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from tests.conftest import (
     _drop_pg_database,
     require_postgres,
 )
+from tests.gateways.conftest import require_mosquitto
 
 IDNODE = Path(sys.executable).with_name("idnode")
 TIMEOUT = 120
@@ -396,3 +398,22 @@ def test_import_refuses_an_unknown_template_or_prefix_before_any_row(cli: Cli) -
         assert "Traceback" not in done.stderr
         assert named in done.stderr
     assert query(cli.database_url, "SELECT COUNT(*) FROM attribute_values") == [(0,)]
+
+
+def test_gateway_refuses_a_metrics_port_it_cannot_listen_on(tmp_path: Path) -> None:
+    require_mosquitto()
+    cli = Cli(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}", tmp_path)
+    cli.ok("migrate")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cli.env.update(
+            IDNODE_MQTT_URL="mqtt://127.0.0.1:1883",
+            IDNODE_MQTT_TOPIC_ROOT=f"idnode-cli-{secrets.token_hex(4)}/v1",
+            IDNODE_GATEWAY_METRICS_PORT=str(port),
+        )
+        done = cli.run("gateway")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr

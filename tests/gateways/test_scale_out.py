@@ -13,12 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from app.cli import migrate_database
@@ -110,9 +113,18 @@ async def test_two_gateways_split_a_shared_subscription_without_duplicates(
         IDNODE_MQTT_SHARED_GROUP=f"g{secrets.token_hex(3)}",
     )
     logs = [tmp_path / "gw-a.log", tmp_path / "gw-b.log"]
+    ports = [free_port(), free_port()]
     gateways = [
-        start_gateway({**env, "IDNODE_MQTT_CLIENT_ID": f"gw-{i}-{secrets.token_hex(3)}"}, log)
-        for i, log in enumerate(logs)
+        start_gateway(
+            {
+                **env,
+                "IDNODE_MQTT_CLIENT_ID": f"gw-{i}-{secrets.token_hex(3)}",
+                "IDNODE_GATEWAY_METRICS_PORT": str(port),
+                "IDNODE_METRICS_INTERVAL": "0.2",
+            },
+            log,
+        )
+        for i, (log, port) in enumerate(zip(logs, ports, strict=True))
     ]
     try:
         for process, log in zip(gateways, logs, strict=True):
@@ -127,6 +139,11 @@ async def test_two_gateways_split_a_shared_subscription_without_duplicates(
                 for _ in range(2):
                     await client.publish(device.topic(f"SHARE-{n:04d}"), body, qos=1)
             replies = await collect_replies(client, 400)
+        # Each gateway serves its own /metrics; together they count every message once.
+        scraped = await scrape_until(ports, lambda totals: sum(totals.values()) >= 400)
+        assert scraped["registration", "created"] == 200, dict(scraped)
+        assert scraped["registration", "replayed"] == 200, dict(scraped)
+        assert all(gateway_counts(port)["registration", "created"] > 0 for port in ports)
     finally:
         for process in gateways:
             process.send_signal(signal.SIGTERM)
@@ -150,6 +167,33 @@ async def test_two_gateways_split_a_shared_subscription_without_duplicates(
         assert all(s["registered"] + s["replayed"] > 0 for s in stopped)  # load was split
     finally:
         await _drop_pg_database(name)
+
+
+def gateway_counts(port: int) -> dict[tuple[str, str], float]:
+    """idnode_mqtt_messages_total by (kind, result) from a gateway's own /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "idnode_mqtt_messages_total":
+                key = (sample.labels["kind"], sample.labels["result"])
+                counts[key] = counts.get(key, 0) + sample.value
+    return counts
+
+
+async def scrape_until(
+    ports: list[int], done: Callable[[dict[tuple[str, str], float]], bool]
+) -> dict[tuple[str, str], float]:
+    """The gateways' counts added up, once ``done`` holds (they flush every 0.2 s here)."""
+    deadline = time.monotonic() + 10
+    while True:
+        totals: dict[tuple[str, str], float] = defaultdict(float)
+        for port in ports:
+            for key, value in gateway_counts(port).items():
+                totals[key] += value
+        if done(totals) or time.monotonic() > deadline:
+            return totals
+        await asyncio.sleep(0.2)
 
 
 def mosquitto(port: int, workdir: Path) -> subprocess.Popen[bytes]:
