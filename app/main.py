@@ -211,25 +211,33 @@ async def metrics_pump(
     if not settings.metrics:
         yield
         return
-    pump = MetricsPump(
-        Sources(
-            app.state.node.database,
-            app.state.node,
-            mqtt=lambda: gateway.counters if gateway is not None else None,
-            nbiot=lambda: ingest,
-            delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
-        ),
-        interval=settings.metrics_interval,
-        census_interval=settings.census_interval,
+    sources = Sources(
+        app.state.node.database,
+        app.state.node,
+        mqtt=lambda: gateway.counters if gateway is not None else None,
+        nbiot=lambda: ingest,
+        delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
     )
-    app.state.metrics_pump = pump
+    try:
+        async with _pumping(settings, sources) as pump:
+            app.state.metrics_pump = pump
+            yield
+    finally:
+        monitoring.stopped()
+
+
+@asynccontextmanager
+async def _pumping(settings: Settings, sources: Sources) -> AsyncIterator[MetricsPump]:
+    """A :class:`MetricsPump` running as a task; its last counts flushed when it stops."""
+    pump = MetricsPump(
+        sources, interval=settings.metrics_interval, census_interval=settings.census_interval
+    )
     task = asyncio.create_task(pump.run(), name="monitoring.metrics")
     try:
-        yield
+        yield pump
     finally:
         await _stopped(task)
         pump.flush()
-        monitoring.stopped()
 
 
 @asynccontextmanager
@@ -277,16 +285,12 @@ async def gateway_metrics(
     if port is None or not settings.metrics:
         yield
         return
-    pump = MetricsPump(
-        Sources(
-            database,
-            None,
-            mqtt=lambda: gateway.counters if gateway is not None else None,
-            nbiot=lambda: None,
-            delivery_errors=lambda: 0,
-        ),
-        interval=settings.metrics_interval,
-        census_interval=settings.census_interval,
+    sources = Sources(
+        database,
+        None,
+        mqtt=lambda: gateway.counters if gateway is not None else None,
+        nbiot=lambda: None,
+        delivery_errors=lambda: 0,
     )
     try:
         server, _thread = start_http_server(
@@ -296,12 +300,10 @@ async def gateway_metrics(
         raise MetricsPortTaken(
             f"cannot serve metrics on {settings.gateway_metrics_host}:{port}: {exc.strerror}"
         ) from exc
-    task = asyncio.create_task(pump.run(), name="monitoring.metrics")
     try:
-        yield
+        async with _pumping(settings, sources):
+            yield
     finally:
-        await _stopped(task)
-        pump.flush()
         server.shutdown()
         server.server_close()
 
