@@ -278,7 +278,9 @@ async def _earlier_mints(
     ]
     if not keys:
         return {}
-    minted = await repo.minted_many(session, owner=owner_key(batch.principal), keys=keys)
+    owner = owner_key(batch.principal)
+    await repo.lock_mints(session, owner=owner)  # until the chunk has recorded its keys
+    minted = await repo.minted_many(session, owner=owner, keys=keys)
     alive = set(await repo.stored_handles(session, list(minted.values())))
     return {k: h for k, h in minted.items() if h in alive}
 

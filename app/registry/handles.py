@@ -276,6 +276,7 @@ async def earlier_mint(
     owner = owner_key(principal)
     if not 0 < len(key) <= 200:
         raise InvalidRequest("the idempotency key must be 1 to 200 characters")
+    await repo.lock_mints(session, owner=owner)
     earlier = await repo.minted_for(session, owner=owner, key=key)
     if earlier is None and not await repo.remember_mint(
         session, owner=owner, key=key, handle=str(handle), now=clock.now()

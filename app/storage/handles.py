@@ -210,6 +210,21 @@ async def stored_many(
     return {h: v for h, v in rows.all()}
 
 
+async def lock_mints(session: AsyncSession, *, owner: str) -> None:
+    """Hold, until this transaction ends, the right to mint with ``owner``'s idempotency keys.
+
+    A mint looks its key up, writes the identifier, then records the key; two transactions
+    doing that at once with the same new key would both find nothing and both mint. So
+    every mint with keys takes this lock first, and sees what the previous one committed.
+    PostgreSQL: a transaction-scoped advisory lock per owner. SQLite needs none: it lets one
+    writer in at a time (BEGIN IMMEDIATE)."""
+    if is_postgres(session):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+            {"name": f"idnode.mint:{owner}"},
+        )
+
+
 async def minted_for(session: AsyncSession, *, owner: str, key: str) -> str | None:
     return (
         await session.execute(

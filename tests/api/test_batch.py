@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -404,3 +405,54 @@ async def test_batch_registrations_keep_history_and_references(
     down = await client.get(f"/api/v1/identifiers/{product}/trace", params={"direction": "down"})
     assert down.status_code == 200, down.text
     assert {n["handle"] for n in down.json()["nodes"]} >= {f"{p}/B-1", f"{p}/B-2"}
+
+
+async def test_concurrent_calls_with_the_same_new_keys_mint_each_identifier_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """Two batches and single mints racing with the same idempotency keys, none used
+    before: every key ends with one identifier, and every answer names that one."""
+    dairy = await create_enterprise(client)
+    p = dairy["prefix"]
+    keys = [f"race-{n}" for n in range(60)]
+    items = [
+        {"prefix": p, "template": "food.batch", "attributes": BATCH, "idempotencyKey": key}
+        for key in keys
+    ]
+
+    async def single(key: str) -> dict[str, Any]:
+        answer = await client.post(
+            "/api/v1/identifiers",
+            json={
+                "prefix": p,
+                "template": "food.batch",
+                "attributes": BATCH,
+                "idempotencyKey": key,
+            },
+            headers=bearer(dairy),
+        )
+        assert answer.status_code in {200, 201}, answer.text
+        return dict(answer.json())
+
+    first, second, *singles = await asyncio.gather(
+        send_ndjson(client, dairy, items),
+        send_ndjson(client, dairy, list(reversed(items))),
+        *(single(key) for key in keys[::10]),
+    )
+    by_key: dict[str, set[str]] = {}
+    for key, result in zip(keys, first[0], strict=True):
+        by_key.setdefault(key, set()).add(result["handle"])
+    for key, result in zip(reversed(keys), second[0], strict=True):
+        by_key.setdefault(key, set()).add(result["handle"])
+    for key, result in zip(keys[::10], singles, strict=True):
+        by_key.setdefault(key, set()).add(result["handle"])
+    assert all(len(handles) == 1 for handles in by_key.values()), by_key
+    listed = await client.get(
+        "/api/v1/search",
+        params={"template": "food.batch", "limit": 100},
+        headers=bearer(dairy),
+    )
+    assert listed.status_code == 200, listed.text
+    assert sorted(i["handle"] for i in listed.json()["items"]) == sorted(
+        h for handles in by_key.values() for h in handles
+    )
