@@ -74,8 +74,10 @@ class Database:
             # Let SQLAlchemy, not the driver, decide when transactions begin (see module doc).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # The timeout first: switching to WAL takes a lock too, which another process
+            # starting at the same moment (``idnode serve --workers N``) may hold.
             cursor.execute(f"PRAGMA busy_timeout={int(timeout)}")
+            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
