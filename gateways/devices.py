@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest, NodeError
-from app.registry import devices, hardware, lorawan, nbiot, provisioning
-from app.registry.devices import Heartbeat, HeartbeatOutcome, Liveness, Registered, Registration
+from app.registry import devices, hardware, liveness, lorawan, nbiot, provisioning
+from app.registry.devices import Registered, Registration
+from app.registry.liveness import Heartbeat, HeartbeatOutcome, Liveness
 from app.registry.nbiot import PlatformAccount
 from app.settings import Settings
 from app.storage.database import Database
@@ -200,7 +201,7 @@ class DeviceService:
 
     async def device_offline(self, prefix: str, kind: str, hardware_id: str) -> bool:
         async with self._transaction() as session:
-            return await devices.mark_device_offline(
+            return await liveness.mark_device_offline(
                 session,
                 prefix=prefix,
                 kind=kind,
@@ -227,14 +228,14 @@ class DeviceService:
 
     async def apply_heartbeats(self, beats: Sequence[Heartbeat]) -> HeartbeatOutcome:
         async with self._transaction() as session:
-            return await devices.apply_heartbeats(
+            return await liveness.apply_heartbeats(
                 session, beats, node_prefix=self._node_prefix, liveness=self.liveness
             )
 
     async def mark_offline(self) -> list[str]:
         """Show devices silent for longer than IDNODE_DEVICE_OFFLINE_AFTER as offline."""
         async with self._transaction() as session:
-            return await devices.mark_offline(
+            return await liveness.mark_offline(
                 session,
                 silent_for=self._offline_after,
                 node_prefix=self._node_prefix,

@@ -1,38 +1,38 @@
-"""Devices: registration by hardware id, and liveness from heartbeats.
+"""Devices: registration by hardware id.
 
 A device is an identifier ``<prefix>/DEV-<kind>-<hardware id>`` (see ``hardware.device_suffix``)
 whose record follows the ``device`` template (index 1001 ``TEMPLATE`` = ``device@1``, items from
-2000). The ``devices`` table is the idempotency key of registration and holds liveness, so
-heartbeats update rows in batches and rewrite the record's liveness values only when they
-change in a way a reader would notice.
+2000). The ``devices`` table is the idempotency key of registration; liveness (heartbeats,
+offline) is ``app/registry/liveness.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import OPERATOR, Principal
+from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import clock, hardware
-from app.registry.bundled_templates import DEVICE
 from app.registry.handles import authorize_write, new_record_values, put_record
+from app.registry.liveness import (
+    TEMPLATE_ID,
+    Liveness,
+    battery_level,
+    liveness_values,
+    stamp,
+    text_value,
+)
 from app.storage import devices as repo
 from app.storage.handles import NewRecord, insert_many
-from app.storage.models import Device
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle, parse_handle
 from resolver.values import HandleValue
 
-# The bundled `device` template's items (app/registry/bundled_templates.py), so a device's
-# record reads with that template's labels on /api/v1/identifiers.
-TEMPLATE_ID = f"{DEVICE['id']}@1"
-ITEMS: dict[str, int] = {item["name"]: item["index"] for item in DEVICE["items"]}
 # What a device may say about itself; the rest the node records.
 DEVICE_ATTRIBUTES = ("model", "vendor", "location", "batteryLevel")
 NETWORKS = ("mqtt", "lorawan", "nbiot")
@@ -56,37 +56,6 @@ class Registered:
     created: bool
 
 
-@dataclass(frozen=True)
-class Liveness:
-    """Tuning of how liveness reaches the record."""
-
-    ttl: int = 60  # short, so caches elsewhere do not show stale liveness for long
-    republish_after: timedelta = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    prefix: str
-    hardware_id: str
-    at: datetime
-    status: Mapping[str, Any] | None = None
-    battery: int | None = None
-
-
-def _text_value(name: str, text: str, ttl: int = 86400) -> HandleValue:
-    return HandleValue(index=ITEMS[name], type=name, format="string", value=text, ttl=ttl)
-
-
-def _stamp(moment: datetime) -> str:
-    return clock.handle_timestamp(moment)
-
-
-def battery_level(value: Any, where: str = "batteryLevel") -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-        raise InvalidRequest(f"{where} must be a number from 0 to 100, not {value!r}")
-    return round(value)
-
-
 def _attribute_values(attributes: Any) -> tuple[list[HandleValue], int | None]:
     """The template values of what the device sent about itself, validated before any write."""
     if not isinstance(attributes, Mapping):
@@ -108,20 +77,8 @@ def _attribute_values(attributes: Any) -> tuple[list[HandleValue], int | None]:
         text = str(raw)
         if len(text) > MAX_ATTRIBUTE_CHARS:
             raise InvalidRequest(f"attributes.{name} is longer than {MAX_ATTRIBUTE_CHARS} chars")
-        values.append(_text_value(name, text))
+        values.append(text_value(name, text))
     return values, battery
-
-
-def liveness_values(
-    *, last_seen: datetime, online: bool, battery: int | None, ttl: int
-) -> list[HandleValue]:
-    values = [
-        _text_value("lastSeen", _stamp(last_seen), ttl),
-        _text_value("online", "true" if online else "false", ttl),
-    ]
-    if battery is not None:
-        values.append(_text_value("batteryLevel", str(battery), ttl))
-    return values
 
 
 async def register_device(
@@ -278,7 +235,7 @@ def _changed_values(plan: Plan, now: datetime, liveness: Liveness) -> list[Handl
     live = liveness_values(last_seen=now, online=True, battery=plan.battery, ttl=liveness.ttl)
     changed = [*plan.attributes, *live]
     if plan.registration.gateway_id is not None:
-        changed.append(_text_value("gatewayId", plan.registration.gateway_id))
+        changed.append(text_value("gatewayId", plan.registration.gateway_id))
     return changed
 
 
@@ -286,10 +243,10 @@ def _record_values(plan: Plan, now: datetime, liveness: Liveness) -> list[Handle
     """The whole record of a device registered now."""
     identity = [
         HandleValue(index=1001, type="TEMPLATE", format="string", value=TEMPLATE_ID),
-        _text_value("hardwareId", plan.canonical),
-        _text_value("hardwareIdType", plan.kind),
-        _text_value("network", plan.registration.network),
-        _text_value("firstSeen", _stamp(now)),
+        text_value("hardwareId", plan.canonical),
+        text_value("hardwareIdType", plan.kind),
+        text_value("network", plan.registration.network),
+        text_value("firstSeen", stamp(now)),
     ]
     return [*identity, *_changed_values(plan, now, liveness)]
 
@@ -355,130 +312,3 @@ async def _seen_again(
     if battery is not None:
         change["battery"] = battery
     await repo.update_devices(session, [change])
-
-
-@dataclass
-class HeartbeatOutcome:
-    applied: int = 0
-    published: int = 0
-    unknown: list[Heartbeat] = field(default_factory=list)
-
-
-async def apply_heartbeats(
-    session: AsyncSession, beats: Sequence[Heartbeat], *, node_prefix: str, liveness: Liveness
-) -> HeartbeatOutcome:
-    """Apply a batch of heartbeats: one row update each, a record rewrite only on a change a
-    reader would notice (coming online, a new battery level, or lastSeen older than
-    ``liveness.republish_after``). Heartbeats of unknown devices create nothing."""
-    outcome = HeartbeatOutcome()
-    by_prefix: dict[str, list[Heartbeat]] = {}
-    for beat in beats:
-        by_prefix.setdefault(beat.prefix, []).append(beat)
-    changes = []
-    for prefix, group in by_prefix.items():
-        wanted = {beat.hardware_id: hardware.candidates(beat.hardware_id) for beat in group}
-        forms = {form for found in wanted.values() for form in found}
-        rows = await repo.devices_by_hardware_id(session, prefix=prefix, hardware_ids=forms)
-        by_id = {row.hardware_id: row for row in rows}
-        for beat in group:
-            row = next((by_id[f] for f in wanted[beat.hardware_id] if f in by_id), None)
-            if row is None:
-                outcome.unknown.append(beat)
-                continue
-            changes.append(
-                await _beat(
-                    session, row, beat, node_prefix=node_prefix, liveness=liveness, outcome=outcome
-                )
-            )
-    await repo.update_devices(session, changes)
-    outcome.applied = len(changes)
-    return outcome
-
-
-async def _beat(
-    session: AsyncSession,
-    row: Device,
-    beat: Heartbeat,
-    *,
-    node_prefix: str,
-    liveness: Liveness,
-    outcome: HeartbeatOutcome,
-) -> dict[str, Any]:
-    last_seen = max(clock.as_utc(row.last_seen), beat.at)
-    battery = beat.battery if beat.battery is not None else row.battery
-    change: dict[str, Any] = {"id": row.id, "last_seen": last_seen, "online": True}
-    if beat.status is not None:
-        change["status"] = dict(beat.status)
-    if battery != row.battery:
-        change["battery"] = battery
-    stale = last_seen - clock.as_utc(row.published_at) >= liveness.republish_after
-    if not row.online or battery != row.battery or stale:
-        values = liveness_values(
-            last_seen=last_seen, online=True, battery=battery, ttl=liveness.ttl
-        )
-        await write_liveness(session, row.handle, values, node_prefix=node_prefix)
-        change["published_at"] = last_seen
-        outcome.published += 1
-    return change
-
-
-async def mark_offline(
-    session: AsyncSession, *, silent_for: timedelta, node_prefix: str, liveness: Liveness
-) -> list[str]:
-    """Mark devices silent for longer than ``silent_for`` offline; returns their identifiers."""
-    now = clock.now()
-    rows = await repo.silent_devices(session, since=now - silent_for)
-    for row in rows:
-        values = liveness_values(
-            last_seen=clock.as_utc(row.last_seen),
-            online=False,
-            battery=row.battery,
-            ttl=liveness.ttl,
-        )
-        await write_liveness(session, row.handle, values, node_prefix=node_prefix)
-    await repo.update_devices(
-        session, [{"id": row.id, "online": False, "published_at": now} for row in rows]
-    )
-    return [row.handle for row in rows]
-
-
-async def mark_device_offline(
-    session: AsyncSession,
-    *,
-    prefix: str,
-    kind: str,
-    hardware_id: str,
-    node_prefix: str,
-    liveness: Liveness,
-) -> bool:
-    """A network reported the device gone (NB-IoT offline push); False when it is unknown."""
-    row = await repo.device(
-        session, prefix=prefix, kind=kind, hardware_id=hardware.normalise(kind, hardware_id)
-    )
-    if row is None:
-        return False
-    now = clock.now()
-    values = liveness_values(
-        last_seen=clock.as_utc(row.last_seen), online=False, battery=row.battery, ttl=liveness.ttl
-    )
-    await write_liveness(session, row.handle, values, node_prefix=node_prefix)
-    await repo.update_devices(session, [{"id": row.id, "online": False, "published_at": now}])
-    return True
-
-
-async def write_liveness(
-    session: AsyncSession, handle: str, values: Sequence[HandleValue], *, node_prefix: str
-) -> None:
-    """The one place liveness reaches a device's record (through the normal write path, so
-    cache invalidation applies). Liveness changes are not history worth keeping."""
-    # A record the enterprise deleted stays deleted; liveness stays in the devices table.
-    with contextlib.suppress(HandleNotFound):
-        await put_record(
-            session,
-            parse_handle(handle),
-            values,
-            principal=OPERATOR,
-            node_prefix=node_prefix,
-            indexes={v.index for v in values},
-            history=False,
-        )

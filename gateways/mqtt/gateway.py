@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import errors as node
 from app.registry import clock
-from app.registry.devices import Heartbeat, Registered
+from app.registry.devices import Registered
+from app.registry.liveness import Heartbeat
 from app.settings import Settings
 from gateways.devices import DeviceService, Refused, Request
 from gateways.mqtt import protocol
