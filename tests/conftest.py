@@ -226,7 +226,8 @@ class LiveNode:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-        wait_until_answers(f"{self.url}/api/handles/0.NA/X", self.process, self.log)
+        # /healthz: a resolve could wait on an upstream the test made unreachable.
+        wait_until_answers(f"{self.url}/healthz", self.process, self.log)
 
     def stop(self) -> None:
         if self.process is not None:
