@@ -143,7 +143,12 @@ async def test_two_gateways_split_a_shared_subscription_without_duplicates(
         scraped = await scrape_until(ports, lambda totals: sum(totals.values()) >= 400)
         assert scraped["registration", "created"] == 200, dict(scraped)
         assert scraped["registration", "replayed"] == 200, dict(scraped)
-        assert all(gateway_counts(port)["registration", "created"] > 0 for port in ports)
+        for port in ports:  # each gateway's own endpoint shows its share of the work
+            own = gateway_counts(port)
+            assert (
+                own.get(("registration", "created"), 0) + own.get(("registration", "replayed"), 0)
+                > 0
+            )
     finally:
         for process in gateways:
             process.send_signal(signal.SIGTERM)
