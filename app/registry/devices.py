@@ -28,7 +28,8 @@ from app.registry.liveness import (
     text_value,
 )
 from app.storage import devices as repo
-from app.storage.handles import NewRecord, insert_many
+from app.storage.handles import insert_many
+from app.storage.new_records import NewRecord
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle, parse_handle
 from resolver.values import HandleValue

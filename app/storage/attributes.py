@@ -248,11 +248,9 @@ async def release_claims(session: AsyncSession, claims: Sequence[tuple[ClaimKey,
         )
 
 
-async def index_many(
-    session: AsyncSession, records: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
-) -> None:
-    """The searchable rows of freshly created records, set-based (COPY on PostgreSQL)."""
-    rows = [row for handle, values in records for row in attribute_rows(handle, values)]
+async def index_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Searchable rows of freshly created records (from :func:`attribute_rows`), set-based:
+    COPY on PostgreSQL."""
     if not rows:
         return
     if is_postgres(session):

@@ -22,14 +22,15 @@ from app.storage.attributes import (
     ClaimKey,
     claim_many,
     forget_record,
-    index_many,
     index_record,
+    index_rows,
     release_claims,
 )
 from app.storage.conflicts import insert_new
 from app.storage.copy import is_postgres, raw_connection
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
+from app.storage.new_records import NewRecord
 from resolver.record import Record
 from resolver.values import values_from_stored
 
@@ -280,16 +281,6 @@ async def remember_mint(
 
 
 @dataclass(frozen=True, slots=True)
-class NewRecord:
-    """A record a bulk load creates, with the unique values it claims (key, value index)."""
-
-    handle: str
-    prefix: str
-    values: list[dict[str, Any]]
-    claims: tuple[tuple[ClaimKey, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Inserted:
     """What :func:`insert_many` did: created handles, handles that already existed, and the
     unique values other identifiers hold (handle -> [(key, holder)])."""
@@ -323,10 +314,10 @@ async def insert_many(
         session,
         [(key, r.handle) for r in records if r.handle not in created for key, _ in r.claims],
     )
-    new = [(r.handle, r.values) for r in candidates if r.handle in created]
-    await index_many(session, new)
+    new = [r for r in candidates if r.handle in created]
+    await index_rows(session, [row for r in new for row in r.searchable])
     await history_repo.record_created(session, new, actor=actor, at=now)
-    await touched(session, [handle for handle, _ in new])
+    await touched(session, [r.handle for r in new])
     return Inserted(created, existing, clashes)
 
 
@@ -340,7 +331,7 @@ async def _copy_new_handles(
     driver = await raw_connection(session)
     await driver.copy_records_to_table(
         "bulk_handles",
-        records=[(r.handle, r.prefix, _json_text(r.values)) for r in records],
+        records=[(r.handle, r.prefix, r.document) for r in records],
         columns=["handle", "prefix", "values"],
     )
     rows = await driver.fetch(_FROM_STAGING, now)
@@ -357,10 +348,6 @@ _FROM_STAGING = (
     "SELECT handle, prefix, values::jsonb, $1, $1 FROM bulk_handles "
     "ON CONFLICT (handle) DO NOTHING RETURNING handle"
 )
-
-
-def _json_text(values: list[dict[str, Any]]) -> str:
-    return orjson.dumps(values).decode()
 
 
 async def _insert_new_handles(
