@@ -18,6 +18,7 @@ MAX_HANDLE_LENGTH = 255
 PREFIX_RECORD_PREFIX = "0.NA"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")  # no control characters, no surrogates
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ def parse_handle(text: str) -> Handle:
 
 
 def _check_suffix(suffix: str) -> None:
+    if _PRINTABLE_ASCII.fullmatch(suffix):
+        return
     for position, ch in enumerate(suffix, start=1):
         category = unicodedata.category(ch)
         if category == "Cc":

@@ -26,6 +26,7 @@ TEMPLATE_INDEX = 1001
 TEMPLATE_TYPE = "TEMPLATE"
 PUBLIC_PERMISSIONS = DEFAULT_PERMISSIONS  # admin read/write, public read
 RESTRICTED_PERMISSIONS = "1100"  # admin read/write only
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters but tab and newline
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})")
 
@@ -220,7 +221,7 @@ def _got(raw: Any) -> str:
 def _string(item: Item, raw: Any) -> str:
     if not isinstance(raw, str):
         raise _Invalid(f"must be text (in quotes), got {_got(raw)}")
-    if any(ord(ch) < 32 and ch not in "\t\n" for ch in raw):
+    if _CONTROL.search(raw):
         raise _Invalid("must not contain control characters")
     length = len(raw)
     low, high = item.min_length, item.max_length
