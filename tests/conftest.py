@@ -37,6 +37,7 @@ PG_HINT = (
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
 TABLES = (
+    "ingest_queue",
     "outbox",
     "reporting_state",
     "statistics_samples",

@@ -324,3 +324,28 @@ class StatisticsSample(Base):
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     resolutions: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
+
+
+class QueuedPush(Base):
+    """An NB-IoT platform push answered 200 and not yet applied (``gateways/nbiot/ingest.py``).
+
+    It holds what applying needs and no secret: who registers is looked up again from the
+    enterprise's platform account when the push is applied. ``claimed_by`` / ``claimed_until``
+    are the lease of the worker applying it; ``not_before`` delays a retry after a failure.
+    """
+
+    __tablename__ = "ingest_queue"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(16))  # onenet | ctwing
+    imei: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # data | online | offline
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer)  # failed for a transient reason so far
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
