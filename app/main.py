@@ -244,13 +244,20 @@ async def _pumping(settings: Settings, sources: Sources) -> AsyncIterator[Metric
 async def nbiot_ingest(
     settings: Settings, database: Database, cache: ResolverCache | None
 ) -> AsyncIterator[IngestQueue]:
-    """The worker applying OneNET/CTWing pushes that the ingest endpoints queued."""
-    queue = IngestQueue(DeviceService(database, settings, cache))
+    """The worker applying OneNET/CTWing pushes that the ingest endpoints queued (in the
+    database: what it has not applied when it stops is applied by the next one)."""
+    queue = IngestQueue(
+        database,
+        DeviceService(database, settings, cache),
+        limit=settings.nbiot_queue_limit,
+        poll_interval=settings.nbiot_poll_interval,
+    )
     task = asyncio.create_task(queue.run(), name="gateways.nbiot")
     try:
         yield queue
     finally:
         await _stopped(task)
+        await queue.close()
 
 
 def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:

@@ -197,6 +197,20 @@ class Settings(BaseSettings):
         description="Topic filter of ChirpStack v4 integration events the gateway follows.",
     )
 
+    # --- NB-IoT ingest (OneNET, CTWing) ---
+    nbiot_queue_limit: int = Field(
+        10_000,
+        ge=1,
+        description="Platform pushes waiting to be applied (over all processes on the "
+        "database) beyond which new pushes are answered 503 Busy, so the platform retries.",
+    )
+    nbiot_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between looks for pushes that other processes took or that "
+        "waited through a restart (a process's own pushes are applied at once).",
+    )
+
     # --- device liveness ---
     device_offline_after: float = Field(
         300.0, gt=0, description="Seconds of silence after which a device is shown offline."

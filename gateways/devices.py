@@ -188,27 +188,37 @@ class DeviceService:
             owner = await lorawan.application_owner(session, application_id)
         return owner[0] if owner is not None else None
 
-    async def register_as(
-        self, principal: Principal, prefix: str, registration: Registration
-    ) -> Registered:
-        """Register for an enterprise already authenticated (an NB-IoT platform account)."""
+    async def register_for_platform(
+        self, prefix: str, platform: str, registration: Registration
+    ) -> Registered | None:
+        """Register a device an NB-IoT platform pushed, as the enterprise's account on that
+        platform; None (nothing created) when the account is gone or its key is revoked."""
         async with self._transaction() as session:
-            return await self._register(session, principal, prefix, registration)
+            account = await nbiot.account(session, prefix, platform)
+            if account is None:
+                return None
+            return await self._register(session, account.principal, account.prefix, registration)
+
+    async def platform_device_offline(self, prefix: str, platform: str, imei: str) -> bool | None:
+        """Show offline a device an NB-IoT platform reported gone (False: no such device);
+        None (nothing changed) when the enterprise's account on the platform is gone or its
+        key is revoked."""
+        async with self._transaction() as session:
+            account = await nbiot.account(session, prefix, platform)
+            if account is None:
+                return None
+            return await liveness.mark_device_offline(
+                session,
+                prefix=account.prefix,
+                kind="imei",
+                hardware_id=imei,
+                node_prefix=self._node_prefix,
+                liveness=self.liveness,
+            )
 
     async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
         async with self._database.read_session() as session:
             return await nbiot.account(session, prefix, platform)
-
-    async def device_offline(self, prefix: str, kind: str, hardware_id: str) -> bool:
-        async with self._transaction() as session:
-            return await liveness.mark_device_offline(
-                session,
-                prefix=prefix,
-                kind=kind,
-                hardware_id=hardware_id,
-                node_prefix=self._node_prefix,
-                liveness=self.liveness,
-            )
 
     async def register_many(
         self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object

@@ -1,8 +1,9 @@
 """HTTP ingest of NB-IoT platform pushes (mounted by the composition root).
 
 ``GET/POST /api/v1/ingest/onenet/{prefix}`` and ``POST /api/v1/ingest/ctwing/{prefix}``:
-the signature (OneNET) or token (CTWing ``?token=``) is checked, the work is queued, and the
-answer is 200 within milliseconds; a bad signature is 403.
+the signature (OneNET) or token (CTWing ``?token=``) is checked, the push is kept in the
+database's ingest queue, and the answer is 200 once that is committed (milliseconds); a bad
+signature is 403, a full queue 503 (the platform retries).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from app.errors import InvalidRequest, PermissionDenied, RequestTooLarge
 from app.registry.nbiot import PlatformAccount
 from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent
-from gateways.nbiot.ingest import IngestQueue, Work
+from gateways.nbiot.ingest import IngestQueue
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["Device ingest"])
 MAX_BODY = 64 * 1024
@@ -47,10 +48,10 @@ async def _body(request: Request) -> bytes:
     return bytes(body)
 
 
-def _queued(request: Request, account: PlatformAccount, event: PlatformEvent | None) -> Response:
-    if event is not None and not _queue(request).offer(
-        Work(account.prefix, account.principal, event)
-    ):
+async def _queued(
+    request: Request, account: PlatformAccount, event: PlatformEvent | None
+) -> Response:
+    if event is not None and not await _queue(request).offer(account.prefix, event):
         return Response(
             orjson.dumps({"error": "Busy", "detail": "ingest queue full; retry"}),
             503,
@@ -75,7 +76,7 @@ async def onenet_push(prefix: str, request: Request) -> Response:
     account = await _account(request, prefix, "onenet")
     assert account.token is not None
     event = onenet.parse_push(await _body(request), account.token)
-    return _queued(request, account, event)
+    return await _queued(request, account, event)
 
 
 @router.post("/ctwing/{prefix}")
@@ -88,4 +89,4 @@ async def ctwing_push(prefix: str, request: Request, token: str | None = None) -
         body = orjson.loads(await _body(request))
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"CTWing push is not JSON: {exc}") from exc
-    return _queued(request, account, ctwing.parse_push(body))
+    return await _queued(request, account, ctwing.parse_push(body))
