@@ -115,8 +115,8 @@ class IngestQueue:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
     async def drained(self) -> None:
-        """Wait until every push queued so far, by any process, is applied or dropped (tests,
-        operators)."""
+        """Wait until every push queued so far, by any process, is applied or dropped (tests
+        use it to see the outcome of their pushes)."""
         async with self._database.read_session() as session:
             last = await queue.last_id(session)
         if last is None:
