@@ -6,11 +6,12 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.storage.conflicts import insert_new
+from app.storage.copy import is_postgres
 from app.storage.models import Device, LorawanApplication, NbiotPlatform, ProvisioningKey
 
 
@@ -72,13 +73,40 @@ CLAIM_SLICE = 1000
 
 async def claim_devices(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert many devices at once; the handles of those inserted (the others were already
-    registered, or repeat an earlier row of ``rows``). Same guarantees as :func:`claim_device`."""
+    registered, or repeat an earlier row of ``rows``). Same guarantees as :func:`claim_device`.
+    Each row has exactly the columns of ``CLAIM_COLUMNS``."""
+    if is_postgres(session):
+        # One statement of one shape whatever the number of rows, so it is compiled once:
+        # a multi-row VALUES list was compiled afresh for every batch size, a sixth of a
+        # gateway's CPU under load.
+        columns = {name: [row[name] for row in rows] for name in CLAIM_COLUMNS}
+        return set((await session.execute(_CLAIM_UNNESTED, columns)).scalars())
     inserted: set[str] = set()
     for start in range(0, len(rows), CLAIM_SLICE):
         part = rows[start : start + CLAIM_SLICE]
         statement = insert_new(session, Device).values(list(part)).returning(Device.handle)
         inserted.update((await session.execute(statement)).scalars())
     return inserted
+
+
+CLAIM_COLUMNS = {  # column -> PostgreSQL type
+    "prefix": "text",
+    "hardware_id_type": "text",
+    "hardware_id": "text",
+    "handle": "text",
+    "network": "text",
+    "first_seen": "timestamptz",
+    "last_seen": "timestamptz",
+    "published_at": "timestamptz",
+    "online": "boolean",
+    "battery": "integer",
+}
+_CLAIM_UNNESTED = text(
+    f"INSERT INTO {Device.__tablename__} ({', '.join(CLAIM_COLUMNS)}) "  # noqa: S608
+    "SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in CLAIM_COLUMNS.items())
+    + ") ON CONFLICT DO NOTHING RETURNING handle"
+)
 
 
 async def device(
