@@ -12,8 +12,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import NodeDep
+from app.api.handles import record_then
+from app.errors import InvalidRequest
 from app.node import Node
-from app.registry import clock, identifiers
+from app.registry import clock, history, identifiers
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
 from resolver.identifier import parse_handle
 from resolver.record import Record
@@ -53,20 +55,35 @@ async def index(node: NodeDep, hdl: str | None = None) -> Response:
     summary="Redirect to an identifier's URL, or show its public values",
     responses={302: {"description": "Location: the first URL value"}},
 )
-async def proxy(handle: str, request: Request, node: NodeDep) -> Response:
+async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = None) -> Response:
     """302 to the first ``URL`` value (``Expires`` from the smallest TTL); ``?noredirect``, or
-    no URL value, gives an HTML page of the public values."""
+    no URL value, gives an HTML page of the public values. ``?at=<ISO 8601 time>`` shows the
+    page of the public values as they were then (identifiers this node holds), never a
+    redirect."""
     try:
         parsed = parse_handle(handle)
-        record = (await node.resolver.resolve(parsed)).record().public()
+        if at is None:
+            record = (await node.resolver.resolve(parsed)).record().public()
+        else:
+            moment = history.parse_moment(at)
+            async with node.database.read_session() as session:
+                record = (await record_then(node, session, parsed, moment)).public()
     except InvalidHandle as exc:
         return _message(node, 400, "Not a valid identifier", exc.message, handle)
+    except InvalidRequest as exc:
+        return _message(node, 400, "Not a valid time", exc.message, handle)
     except (UpstreamUnavailable, UpstreamFailed) as exc:
         return _message(node, 502, "Could not resolve", exc.message, handle)
-    except (HandleNotFound, NotResponsible):
-        return _message(node, 404, "Identifier not found", f"{handle} is not registered.", handle)
+    except (HandleNotFound, NotResponsible) as exc:
+        missing = f"{handle} is not registered." if at is None else exc.message
+        return _message(node, 404, "Identifier not found", missing, handle)
     target = record.first("URL")
-    if target is None or "noredirect" in request.query_params or not _linkable(target.value):
+    if (
+        at is not None
+        or target is None
+        or "noredirect" in request.query_params
+        or not _linkable(target.value)
+    ):
         async with node.database.read_session() as session:
             template = await identifiers.template_of(session, record)
         return _page(
@@ -76,6 +93,7 @@ async def proxy(handle: str, request: Request, node: NodeDep) -> Response:
             values=_rows(record),
             kind=template,
             attributes=identifiers.labelled_rows(record, template) if template else [],
+            as_of=None if at is None else clock.handle_timestamp(moment),
         )
     ttl = record.min_ttl() or 0
     expires = format_datetime(clock.now() + timedelta(seconds=ttl), usegmt=True)

@@ -319,3 +319,48 @@ async def test_docs_and_openapi_describe_the_api(client: httpx.AsyncClient) -> N
     assert {"get", "put", "post", "delete"} <= set(paths["/api/handles/{handle}"])
     assert "/api/v1/enterprises" in paths
     assert {"get", "post"} <= set(paths["/api/v1/enterprises"])
+
+
+# --- as it was at a past time ---
+
+
+async def test_the_page_shows_the_public_values_as_they_were_at_a_past_time(
+    client: httpx.AsyncClient,
+) -> None:
+    dairy = await create_enterprise(client)
+    batch = {"index": 5, "type": "BATCH", "data": {"format": "string", "value": "OLD-BATCH"}}
+    hidden = {
+        "index": 6,
+        "type": "SUPPLIER",
+        "data": {"format": "string", "value": "HIDDEN-SUPPLIER"},
+        "permissions": "1100",
+    }
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    handle = await register(
+        client, dairy, "MILK-AT", [url_value("https://trace.example.com/v1"), batch, hidden]
+    )
+    between = datetime.now(UTC)
+    changed = await client.put(
+        f"/api/handles/{quote(handle)}?index=5",
+        json={"values": [{**batch, "data": {"format": "string", "value": "NEW-BATCH"}}]},
+        headers=bearer(dairy),
+    )
+    assert changed.status_code == 200, changed.text
+
+    then = assert_html(await client.get(f"/{handle}", params={"at": iso(between)}), 200)
+    assert "OLD-BATCH" in then
+    assert "NEW-BATCH" not in then
+    assert "As it was at" in then
+    assert "HIDDEN-SUPPLIER" not in then  # the page shows public values only, then as now
+    now = assert_html(await client.get(f"/{handle}?noredirect"), 200)
+    assert "NEW-BATCH" in now
+    assert "As it was at" not in now
+
+    not_yet = assert_html(await client.get(f"/{handle}", params={"at": iso(before)}), 404)
+    assert "did not exist" in html.unescape(not_yet)
+    garbled = assert_html(await client.get(f"/{handle}", params={"at": "last tuesday"}), 400)
+    assert "ISO 8601" in html.unescape(garbled)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
