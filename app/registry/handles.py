@@ -329,11 +329,17 @@ async def delete_record(
 async def can_read_restricted(session: AsyncSession, principal: Principal, handle: Handle) -> bool:
     """The one rule for values whose permissions deny public read, on every read path: the
     owner, the operator, and enterprises or reader tokens the owner granted (unexpired,
-    unrevoked) the identifier or its prefix read them."""
+    unrevoked) the identifier or its prefix read them. An enterprise the operator disabled
+    keeps reading its own identifiers but not what others granted it, until it is enabled
+    again (the grants are kept)."""
     owner = owner_prefix(handle)
     if principal.is_operator or principal.owns(owner):
         return True
-    if principal.is_anonymous or (principal.enterprise_id is None and principal.reader_id is None):
+    if (
+        principal.is_anonymous
+        or not principal.active
+        or (principal.enterprise_id is None and principal.reader_id is None)
+    ):
         return False
     return await grants_repo.has_grant(
         session,

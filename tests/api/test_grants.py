@@ -214,3 +214,19 @@ async def test_bad_grants_are_refused_with_the_reason(
         assert word in answer.json()["detail"], (payload, answer.json())
     listed = await client.get("/api/v1/grants", headers=OPERATOR)
     assert listed.json() == []
+
+
+async def test_a_disabled_enterprise_reads_nothing_granted_until_enabled_again(
+    client: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
+    rival = bearer(world["rival"])
+    await grant(client, world["owner"], world["rival"]["prefix"], world["owner"]["prefix"])
+    assert await restricted_of(client, world["milk"], rival) == SECRET
+
+    status = f"/api/v1/enterprises/{world['rival']['prefix']}"
+    disabled = await client.patch(status, json={"status": "disabled"}, headers=OPERATOR)
+    assert disabled.status_code == 200, disabled.text
+    assert await restricted_of(client, world["milk"], rival) is None
+    enabled = await client.patch(status, json={"status": "active"}, headers=OPERATOR)
+    assert enabled.status_code == 200, enabled.text
+    assert await restricted_of(client, world["milk"], rival) == SECRET
