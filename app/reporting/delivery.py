@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import uuid
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backoff import jittered
 from app.registry import clock
 from app.reporting.keys import NodeKey
 from app.reporting.statistics import period_statistics, window_start
@@ -101,8 +101,7 @@ class Reporter:
     def _backoff(self) -> float:
         """Exponential from one second, capped, with jitter so several nodes do not retry in
         step against a recovering top-level node."""
-        ceiling = min(self._settings.report_max_backoff, 2.0 ** (self._failures - 1))
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not secrecy)
+        return jittered(self._failures, cap=self._settings.report_max_backoff)
 
     async def _wait(self, seconds: float) -> None:
         # A long back-off must not let the lease lapse (another process would retry at once).

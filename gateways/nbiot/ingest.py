@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import socket
 import time
@@ -23,6 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.backoff import jittered
 from app.errors import InvalidRequest, NodeError
 from app.registry import clock
 from app.registry.devices import Registration
@@ -39,12 +39,6 @@ BATCH = 100  # pushes one worker takes at a time
 LEASE = 60.0  # seconds the pushes taken are this worker's alone
 MAX_BACKOFF = 60.0  # longest wait before a push that failed for a transient reason is retried
 MAX_IMEI_CHARS = 64
-
-
-def backoff(failures: int) -> float:
-    """Exponential from one second, capped, with jitter (several processes retry apart)."""
-    ceiling = min(MAX_BACKOFF, 2.0 ** (failures - 1))
-    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not secrecy)
 
 
 class IngestQueue:
@@ -107,7 +101,7 @@ class IngestQueue:
             except (SQLAlchemyError, OSError) as exc:
                 outages += 1
                 log.warning("gateways.nbiot.queue_unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(backoff(outages))
+                await asyncio.sleep(jittered(outages, cap=MAX_BACKOFF))
                 continue
             outages = 0
             if taken < BATCH:
@@ -174,7 +168,7 @@ class IngestQueue:
             await queue.remove(session, self._settled, holder=self._holder)
             now = clock.now()
             for push in retry:
-                later = now + timedelta(seconds=backoff(push.attempts + 1))
+                later = now + timedelta(seconds=jittered(push.attempts + 1, cap=MAX_BACKOFF))
                 await queue.retry_later(session, push, holder=self._holder, at=later)
             await queue.release(session, holder=self._holder, ids=unapplied)
             await session.commit()
