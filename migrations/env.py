@@ -24,6 +24,11 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # WAL is kept in the database file: set once here, before `idnode serve` starts its
+        # workers, so none of them has to switch the mode (which needs the file to itself).
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

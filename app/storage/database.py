@@ -75,9 +75,12 @@ class Database:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             # The timeout first: switching to WAL takes a lock too, which another process
-            # starting at the same moment (``idnode serve --workers N``) may hold.
+            # starting at the same moment (``idnode serve --workers N``) may hold. The mode
+            # is kept in the file (migrations set it), so mostly there is nothing to switch.
             cursor.execute(f"PRAGMA busy_timeout={int(timeout)}")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
