@@ -68,5 +68,8 @@ def error_answer(status: int, code: int, handle: str, message: str) -> tuple[int
 def not_found_answer(handle: str) -> tuple[int, Headers, bytes]:
     """The 404 of an identifier known not to exist (a negative cache entry)."""
     return error_answer(
-        404, HandleNotFound.response_code, handle, HandleNotFound.of(handle).message
+        HandleNotFound.status,
+        HandleNotFound.response_code,
+        handle,
+        HandleNotFound.of(handle).message,
     )

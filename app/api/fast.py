@@ -18,11 +18,11 @@ from starlette.datastructures import State
 from starlette.types import Scope, Send
 
 from app.api.answers import Headers, error_answer, not_found_answer, public_answer
-from app.api.errors import INTERNAL_ERROR, STATUS
+from app.api.errors import INTERNAL_ERROR
 from app.logs import RequestIds, request_id
 from app.reporting.counters import count_answer
 from resolver.cache import Entry
-from resolver.errors import InvalidHandle, ResolverError
+from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_handle
 from resolver.stats import ERROR, HIT, NOT_FOUND, perf_counter
 
@@ -94,13 +94,12 @@ async def _resolve(
     except InvalidHandle as exc:
         if resolver.stats is not None:  # the engine counts everything after parsing
             resolver.stats.observe(ERROR, started)
-        return error_answer(*STATUS[InvalidHandle], text, exc.message)
+        return error_answer(exc.status, exc.response_code, text, exc.message)
     try:
         entry: Entry = await resolver.resolve(handle)
-    except ResolverError as exc:
-        status, code = STATUS.get(type(exc), (500, 2))
-        count_answer(status)
-        return error_answer(status, code, text, exc.message)
+    except IdnodeError as exc:
+        count_answer(exc.status)
+        return error_answer(exc.status, exc.response_code, text, exc.message)
     except Exception:  # the same last resort as the routed path's error handler
         log.exception("api.unexpected_error", extra={"path": PREFIX + text})
         count_answer(500)
