@@ -1,4 +1,4 @@
-"""The Handle.Net-compatible REST API: ``/api/handles/{handle}`` (shared/DESIGN.md section 3)."""
+"""The Handle.Net-compatible REST API: ``/api/handles/{handle}`` (docs/domain.md section 3)."""
 
 from __future__ import annotations
 

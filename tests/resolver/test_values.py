@@ -1,4 +1,4 @@
-"""Handle values (shared/DESIGN.md section 3): parsing what clients send, and the JSON codec."""
+"""Handle values (docs/domain.md section 3): parsing what clients send, and the JSON codec."""
 
 from __future__ import annotations
 
