@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from app.api.errors import handle_error_body
 from resolver.cache import Entry
 from resolver.errors import HandleNotFound
 
 JSON = "application/json"
 Headers = list[tuple[str, str]]
-
-
-def etag_of(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 def cache_control(entry: Entry, now: float, *, public: bool) -> str:

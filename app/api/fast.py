@@ -12,7 +12,6 @@ tests use to compare the two).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.datastructures import State
 from starlette.types import Scope, Send
@@ -22,6 +21,7 @@ from app.api.errors import INTERNAL_ERROR
 from app.logs import RequestIds, request_id
 from app.reporting.counters import count_answer
 from resolver.cache import Entry
+from resolver.engine import Resolver
 from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_handle
 from resolver.stats import ERROR, HIT, NOT_FOUND, perf_counter
@@ -61,7 +61,7 @@ class FastResolve:
                 if_none_match = tag if if_none_match is None else f"{if_none_match}, {tag}"
             elif name == b"x-request-id":
                 offered_id = value
-        resolver: Any = self._state.node.resolver
+        resolver: Resolver = self._state.node.resolver
         stats = resolver.stats
         started = perf_counter()
         rid = self._ids.take(offered_id)
@@ -87,7 +87,7 @@ class FastResolve:
 
 
 async def _resolve(
-    resolver: Any, text: str, if_none_match: str | None, started: float
+    resolver: Resolver, text: str, if_none_match: str | None, started: float
 ) -> tuple[int, Headers, bytes]:
     try:
         handle = parse_handle(text)
