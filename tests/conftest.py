@@ -233,8 +233,14 @@ class LiveNode:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=20)
-            self.process = None
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # never leave it behind, even when it hangs
+                self.process.kill()
+                self.process.wait(timeout=20)
+                raise
+            finally:
+                self.process = None
 
 
 def wait_until_answers(
