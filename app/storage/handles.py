@@ -77,11 +77,11 @@ class PostgresStore:
         self._outages = outages
 
     async def fetch(self, handle: str) -> Record | None:
-        try:
-            stored = await self._pool.fetchval(self._FETCH, handle)
-        except self._CONNECTION_LOST:
-            await self._pool.expire_connections()
-            with self._outages.guard():
+        with self._outages.guard():
+            try:
+                stored = await self._pool.fetchval(self._FETCH, handle)
+            except self._CONNECTION_LOST:
+                await self._pool.expire_connections()
                 stored = await self._pool.fetchval(self._FETCH, handle)
         self._outages.answered()
         if stored is None:
