@@ -194,6 +194,15 @@ class Traffic:
                 self.unexpected[type(result).__name__] += 1
 
 
+def sample(pid: int, elapsed: float, traffic: Traffic) -> tuple[float, float, int]:
+    """Print and return (elapsed, RSS MiB, fds)."""
+    rss, fds = footprint(pid)
+    done, unexpected = traffic.done, dict(traffic.unexpected) or "-"
+    print(f"{elapsed:>6.0f} {rss:>8.1f} {fds:>5} {done['read']:>8} {done['write']:>7} "
+          f"{done['registration']:>8}  {unexpected}", flush=True)  # fmt: skip
+    return elapsed, rss, fds
+
+
 async def provision(http: httpx.AsyncClient) -> dict[str, Any]:
     operator = {"Authorization": f"Bearer {OPERATOR}"}
     plant = (await http.post("/api/v1/enterprises", json={"name": "Soak"}, headers=operator)).json()
@@ -218,31 +227,26 @@ async def soak(args: argparse.Namespace, node: subprocess.Popen[bytes], port: in
         print(f"soak: {args.seconds} s of {args.reads} reads, {args.writes} writes, "
               f"{args.devices} registrations per second ({args.backend})")  # fmt: skip
         print(f"{'t (s)':>6} {'RSS MiB':>8} {'fds':>5} {'reads':>8} {'writes':>7} "
-              f"{'devices':>8} {'lag s':>6}  unexpected")  # fmt: skip
-        samples = []
-        for tick in range(args.seconds):
-            if time.monotonic() - started >= args.seconds:
-                break  # a loaded machine fell behind: the bound is the time, not the ticks
-            if tick % args.every == 0:
-                rss, fds = footprint(node.pid)
-                samples.append((tick, rss, fds))
-                lag = time.monotonic() - started - tick
-                print(f"{tick:>6} {rss:>8.1f} {fds:>5} {traffic.done['read']:>8} "
-                      f"{traffic.done['write']:>7} {traffic.done['registration']:>8} "
-                      f"{lag:>6.1f}  {dict(traffic.unexpected) or '-'}", flush=True)  # fmt: skip
+              f"{'devices':>8}  unexpected")  # fmt: skip
+        samples = [sample(node.pid, 0.0, traffic)]
+        tick = 0
+        # One second's mix per tick; on a loaded machine a tick takes longer (fewer are
+        # sent), but the bound is the time.
+        while (elapsed := time.monotonic() - started) < args.seconds:
+            if elapsed >= samples[-1][0] + args.every:
+                samples.append(sample(node.pid, elapsed, traffic))
             await traffic.second(args, tick)
-            await asyncio.sleep(max(0.0, started + tick + 1 - time.monotonic()))
+            tick += 1
+            await asyncio.sleep(max(0.0, started + tick - time.monotonic()))
         await asyncio.sleep(2)  # the last replies
         listener.cancel()
-        rss, fds = footprint(node.pid)
-        samples.append((args.seconds, rss, fds))
-        print(f"{'end':>6} {rss:>8.1f} {fds:>5} {traffic.done['read']:>8} "
-              f"{traffic.done['write']:>7} {traffic.done['registration']:>8} "
-              f"{'':>6}  {dict(traffic.unexpected) or '-'}")  # fmt: skip
+        samples.append(sample(node.pid, time.monotonic() - started, traffic))
         _, first_rss, first_fds = samples[1] if len(samples) > 2 else samples[0]
-        print(f"soak: after warm-up RSS {first_rss:.1f} -> {rss:.1f} MiB, fds {first_fds} -> {fds}; "
-              f"{traffic.devices} registrations sent, {traffic.done['registration']} answered; "
-              f"unexpected answers: {sum(traffic.unexpected.values())}")  # fmt: skip
+        _, rss, fds = samples[-1]
+        print(f"soak: after the first sample RSS {first_rss:.1f} -> {rss:.1f} MiB, fds "
+              f"{first_fds} -> {fds}; {tick} ticks in {args.seconds} s; {traffic.devices} "
+              f"registrations sent, {traffic.done['registration']} answered; unexpected "
+              f"answers: {sum(traffic.unexpected.values())}")  # fmt: skip
         return 1 if traffic.unexpected else 0
 
 
