@@ -5,9 +5,9 @@
 
 Starts on loopback a Mosquitto of its own (free port) and ``idnode serve`` (its gateway on
 that broker; SQLite in a temporary directory, or a fresh PostgreSQL database ``idnode_soak``
-on 127.0.0.1:5432), then for ``--seconds`` sends every second a mix of resolves (known,
-unknown and uncached identifiers), writes (new identifiers and changes) and MQTT device
-registrations and heartbeats. Every ``--every`` seconds it prints the node's resident memory
+on 127.0.0.1:5432, dropped afterwards), then for ``--seconds`` sends every second a mix of
+resolves (known and unknown identifiers, lean and routed path), writes (new identifiers and
+changes) and MQTT device registrations and heartbeats. Every ``--every`` seconds it prints the node's resident memory
 and open file descriptors (the server process and its workers together) next to what was
 done and any answer that was not the expected one. Figures: loadtests/README.md.
 
@@ -39,6 +39,7 @@ import httpx
 BIN = Path(sys.executable).parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOPIC_ROOT = "idnode/v1"
+DATABASE = "idnode_soak"  # on PostgreSQL; dropped afterwards
 OPERATOR = "soak-operator-" + secrets.token_hex(8)
 MAX_SECONDS, MAX_READS, MAX_WRITES, MAX_DEVICES = 4 * 3600, 2000, 200, 200
 
@@ -83,6 +84,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, http: 
                 return
         time.sleep(0.1)
     raise SystemExit(f"soak: {what} did not start within 60 s")
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
 
 
 async def fresh_database(name: str) -> str:
@@ -266,7 +273,7 @@ def main() -> None:
     try:
         wait_for_port(mq, broker, "mosquitto", http=False)
         if args.backend == "postgresql":
-            url = asyncio.run(fresh_database("idnode_soak"))
+            url = asyncio.run(fresh_database(DATABASE))
         else:
             url = f"sqlite+aiosqlite:///{workdir / 'soak.db'}"
         port = free_port()
@@ -293,6 +300,8 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
+        if args.backend == "postgresql":
+            asyncio.run(drop_database(DATABASE))
     sys.exit(code)
 
 
