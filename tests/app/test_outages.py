@@ -129,6 +129,12 @@ async def test_a_stopped_postgresql_is_a_503_on_every_door_until_it_is_back(
         page = await http.get(f"/{missing}")
         assert_unavailable(page)
         assert UNAVAILABLE in page.text
+        # The operator can still watch the outage on the dashboard (no database needed).
+        login = await http.post("/dashboard/login", data={"token": OPERATOR_TOKEN})
+        assert login.status_code == 303, login.text
+        assert (await http.get("/dashboard")).status_code == 200
+        refused = await http.post("/dashboard/login", data={"token": "idn_not-a-token"})
+        assert_unavailable(refused)  # other tokens are checked in the database
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["reasons"] == [f"database: {UNAVAILABLE}"]
