@@ -169,3 +169,12 @@ class IngestQueueFull(ServiceUnavailable):
     """Too many device-platform pushes wait to be applied; the platform retries."""
 
     retry_after = 1
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached or cannot take the work now (stopped, restarting,
+    refusing connections, locked or unwritable); raised by the storage layer in place of the
+    driver's error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or f"the database is unavailable; retry in {self.retry_after} s")

@@ -20,6 +20,7 @@ from pathlib import Path
 from prometheus_client import Counter, multiprocess
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import DatabaseUnavailable
 from app.metrics import Metrics, metrics, multiprocess_dir
 from app.node import Node
 from app.storage.census import take_census
@@ -167,7 +168,7 @@ class MetricsPump:
                 next_census = time.monotonic() + self._census_interval
                 try:
                     await self.census()
-                except (SQLAlchemyError, OSError) as exc:
+                except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
                     log.warning("monitoring.census_failed", extra={"error": str(exc)})
                 forget_dead_workers()
             await asyncio.sleep(self._interval)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import InvalidRequest, NodeError
+from app.errors import InvalidRequest, NodeError, ServiceUnavailable
 from app.registry import devices, hardware, liveness, lorawan, nbiot, provisioning
 from app.registry.devices import Registered, Registration
 from app.registry.liveness import Heartbeat, HeartbeatOutcome, Liveness
@@ -133,6 +133,8 @@ class DeviceService:
                         request.registration,
                         node_prefix=self._node_prefix,
                     )
+                except ServiceUnavailable:
+                    raise  # not this device's fault: the batch fails, the devices retry
                 except IdnodeError as exc:
                     results[i] = Refused(request.registration.hardware_id, exc)
                     continue
@@ -144,6 +146,8 @@ class DeviceService:
                     node_prefix=self._node_prefix,
                     liveness=self.liveness,
                 )
+            except ServiceUnavailable:
+                raise
             except IdnodeError as exc:
                 raise _WriteRefused from exc  # rolls the batch back
             results.update((i, result) for (i, _, _), result in zip(planned, written, strict=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -214,8 +215,17 @@ class LiveNode:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=20)
-            self.process = None
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # never leave it behind, even when it hangs
+                pid = self.process.pid
+                for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                    os.kill(int(child), signal.SIGKILL)  # granian's workers outlive it
+                self.process.kill()
+                self.process.wait(timeout=20)
+                raise
+            finally:
+                self.process = None
 
 
 def wait_until_answers(
@@ -249,6 +259,8 @@ def live_node(backend: str, tmp_path: Path, database_urls: dict[str, str]) -> It
     try:
         yield node
     finally:
-        node.stop()
-        if pg_name:
-            asyncio.run(_drop_pg_database(pg_name))
+        try:
+            node.stop()
+        finally:
+            if pg_name:
+                asyncio.run(_drop_pg_database(pg_name))

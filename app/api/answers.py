@@ -53,10 +53,15 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag in candidates
 
 
-def error_answer(status: int, code: int, handle: str, message: str) -> tuple[int, Headers, bytes]:
+def error_answer(
+    status: int, code: int, handle: str, message: str, retry_after: int | None = None
+) -> tuple[int, Headers, bytes]:
     """A Handle API error, as ``app.api.errors`` renders it for the routed path."""
     body = handle_error_body(code, handle, message)
-    return status, [("content-length", str(len(body))), ("content-type", JSON)], body
+    headers = [("content-length", str(len(body))), ("content-type", JSON)]
+    if retry_after is not None:
+        headers.append(("retry-after", str(retry_after)))
+    return status, headers, body
 
 
 def not_found_answer(handle: str) -> tuple[int, Headers, bytes]:

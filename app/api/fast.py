@@ -99,7 +99,7 @@ async def _resolve(
         entry: Entry = await resolver.resolve(handle)
     except IdnodeError as exc:
         count_answer(exc.status)
-        return error_answer(exc.status, exc.response_code, text, exc.message)
+        return error_answer(exc.status, exc.response_code, text, exc.message, exc.retry_after)
     except Exception:  # the same last resort as the routed path's error handler
         log.exception("api.unexpected_error", extra={"path": PREFIX + text})
         count_answer(500)

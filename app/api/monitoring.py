@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import NodeDep
-from app.errors import MetricsOff
+from app.errors import DatabaseUnavailable, MetricsOff
 from app.metrics import registry
 from app.node import Node
 
@@ -68,6 +68,8 @@ async def _database_problem(node: Node) -> str | None:
             await session.execute(text("SELECT 1"))
     except TimeoutError:
         return f"database: no answer to SELECT 1 within {timeout:g} s"
+    except DatabaseUnavailable as exc:
+        return f"database: {exc.message}"
     except (SQLAlchemyError, OSError) as exc:
         return f"database: {_first_line(exc)}"
     return None
@@ -88,4 +90,4 @@ def _broker_problem(request: Request, node: Node) -> str | None:
 def _first_line(exc: BaseException) -> str:
     # SQLAlchemy appends the statement and a documentation link; the cause is the first line.
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else "no message"

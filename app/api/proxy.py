@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import NodeDep
 from app.api.handles import record_then
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, ServiceUnavailable
 from app.node import Node
 from app.registry import clock, history, identifiers
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
@@ -74,6 +74,10 @@ async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = N
         return _message(node, 400, "Not a valid time", exc.message, handle)
     except (UpstreamUnavailable, UpstreamFailed) as exc:
         return _message(node, 502, "Could not resolve", exc.message, handle)
+    except ServiceUnavailable as exc:
+        page = _message(node, exc.status, "Try again shortly", exc.message, handle)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except (HandleNotFound, NotResponsible) as exc:
         missing = f"{handle} is not registered." if at is None else exc.message
         return _message(node, 404, "Identifier not found", missing, handle)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import InvalidRequest, NodeError, TemplateViolation
+from app.errors import InvalidRequest, NodeError, ServiceUnavailable, TemplateViolation
 from app.registry import catalog, clock
 from app.registry.handles import authorize_write, new_record_values, owner_key
 from app.registry.identifiers import taken_problem, target_handle, url_problems, url_values
@@ -110,6 +110,8 @@ async def prepare_chunk(session: AsyncSession, batch: Batch, items: Sequence[Ite
                 results[position] = created_result(item.line, prepared, created=False)
                 continue
             seen.admit(prepared)
+        except ServiceUnavailable:
+            raise  # not this item's fault: the batch stops, and a retry carries on
         except IdnodeError as exc:
             results[position] = error_result(item.line, exc)
             continue

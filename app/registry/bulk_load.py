@@ -60,6 +60,7 @@ class BulkLoad:
         is written (the node's CPU and the database's work overlap) and written only after
         that chunk has committed, so chunks commit in order and at most two are in hand."""
         going: list[asyncio.Task[list[Result]]] = []
+        checked: asyncio.Event | None = None  # set when the chunk before has been checked
         source = aiter(chunks(items, self.chunk_rows))
         try:
             while True:
@@ -73,7 +74,10 @@ class BulkLoad:
                     while going:
                         yield self._count(await going.pop(0))
                     raise
-                going.append(asyncio.create_task(self._chunk(chunk, after=going[-1:])))
+                mine = asyncio.Event()
+                work = self._chunk(chunk, after=going[-1:], turn=(checked, mine))
+                going.append(asyncio.create_task(work))
+                checked = mine
                 if len(going) == 2:
                     yield self._count(await going.pop(0))
             while going:
@@ -84,11 +88,24 @@ class BulkLoad:
             await asyncio.gather(*going, return_exceptions=True)
 
     async def _chunk(
-        self, chunk: list[Item], *, after: list[asyncio.Task[list[Result]]]
+        self,
+        chunk: list[Item],
+        *,
+        after: list[asyncio.Task[list[Result]]],
+        turn: tuple[asyncio.Event | None, asyncio.Event] | None = None,
     ) -> list[Result]:
         with collector_paused():
             async with self.sessions() as session:
-                prepared = await prepare_chunk(session, self.batch, chunk)
+                # Chunks are checked in order: checking takes the enterprise's idempotency
+                # key lock until the chunk commits, so a chunk that took it before the chunk
+                # it waits for would wait for itself.
+                try:
+                    if turn is not None and turn[0] is not None:
+                        await turn[0].wait()
+                    prepared = await prepare_chunk(session, self.batch, chunk)
+                finally:
+                    if turn is not None:
+                        turn[1].set()
                 if after:
                     # Its own failure reaches whoever awaits it; this one does not write.
                     await asyncio.wait(after)

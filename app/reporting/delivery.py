@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.backoff import jittered
+from app.errors import DatabaseUnavailable
 from app.registry import clock
 from app.reporting.keys import NodeKey
 from app.reporting.statistics import period_statistics, window_start
@@ -92,7 +93,7 @@ class Reporter:
             level = logging.ERROR if exc.rejected else logging.WARNING
             log.log(level, "app.reporting.delivery_failed", extra={"reason": exc.reason})
             return self._backoff()
-        except SQLAlchemyError as exc:
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
             log.warning("app.reporting.database_unavailable", extra={"reason": str(exc)[:200]})
             return idle
         self._failures = 0
@@ -112,7 +113,7 @@ class Reporter:
             if seconds > 0:
                 try:
                     await self._take_lease()
-                except SQLAlchemyError:
+                except (DatabaseUnavailable, SQLAlchemyError):
                     return
 
     async def _take_lease(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import DatabaseUnavailable
 from app.reporting.delivery import Reporter, process_name
 from app.reporting.keys import NodeKey, load_or_create
 from app.reporting.statistics import StatisticsSampler
@@ -64,7 +65,7 @@ async def reporting(
                 await sampler.sample()  # this process's uptime up to now
                 if reporter is not None:
                     await reporter.release()
-            except SQLAlchemyError as exc:
+            except (DatabaseUnavailable, SQLAlchemyError) as exc:
                 log.warning("app.reporting.shutdown_write_failed", extra={"reason": str(exc)[:200]})
 
 

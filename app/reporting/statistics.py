@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.errors import DatabaseUnavailable
 from app.registry import clock
 from app.reporting.counters import process as process_counters
 from app.storage import statistics as repo
@@ -110,7 +111,7 @@ class StatisticsSampler:
             await asyncio.sleep(self._interval)
             try:
                 await self.sample()
-            except SQLAlchemyError as exc:  # the next sample covers this span too
+            except (DatabaseUnavailable, SQLAlchemyError) as exc:  # the next sample covers it
                 log.warning("app.reporting.sample_failed", extra={"reason": str(exc)[:200]})
 
     async def sample(self) -> None:

@@ -9,6 +9,8 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.storage.outages import guard
+
 
 def is_postgres(session: AsyncSession) -> bool:
     return session.bind is not None and session.bind.dialect.name == "postgresql"
@@ -33,4 +35,5 @@ async def copy_rows(
     """COPY ``records`` into ``table`` (binary protocol) in the session's transaction."""
     if records:
         driver = await raw_connection(session)
-        await driver.copy_records_to_table(table, records=records, columns=list(columns))
+        with guard(session):
+            await driver.copy_records_to_table(table, records=records, columns=list(columns))

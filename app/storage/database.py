@@ -5,6 +5,9 @@ fail to upgrade when another writer got in first, so write sessions begin with
 ``BEGIN IMMEDIATE`` on a separate engine (taking the write lock up front), while readers keep
 plain deferred transactions and, in WAL mode, never wait for writers. On PostgreSQL both are
 one engine; writers lock rows with ``SELECT ... FOR UPDATE``.
+
+Every engine, the resolver's pool and the sessions' raw driver connections report the
+database being away as :class:`app.errors.DatabaseUnavailable` (see ``app/storage/outages.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.settings import Settings
 from app.storage.handles import PostgresStore, SqlStore
+from app.storage.outages import OUTAGES, Outages
 from resolver.engine import Store
 
 
@@ -57,8 +61,15 @@ class Database:
             self.write_engine = self.engine
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
-        self.read_session = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.write_session = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self.outages = Outages()
+        for engine in {id(e): e for e in (self.engine, self.write_engine)}.values():
+            self.outages.watch(engine)
+        # Sessions carry the tracker for the driver work they do directly (COPY).
+        info = {OUTAGES: self.outages}
+        self.read_session = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self.write_session = async_sessionmaker(
+            self.write_engine, expire_on_commit=False, info=info
+        )
 
     @staticmethod
     def _sqlite_engine(settings: Settings, *, begin: str) -> AsyncEngine:
@@ -100,13 +111,14 @@ class Database:
         if self.is_sqlite:
             return SqlStore(self.engine)
         if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self.asyncpg_dsn,
-                min_size=1,
-                max_size=self._settings.database_pool_size,
-                reset=_no_reset,
-            )
-        return PostgresStore(self._pool)
+            with self.outages.guard():
+                self._pool = await asyncpg.create_pool(
+                    self.asyncpg_dsn,
+                    min_size=1,
+                    max_size=self._settings.database_pool_size,
+                    reset=_no_reset,
+                )
+        return PostgresStore(self._pool, self.outages)
 
     def pool_use(self) -> tuple[int, int]:
         """Connections checked out and the pool sizes, over this process's pools (the

@@ -31,6 +31,7 @@ from app.storage.copy import is_postgres, raw_connection
 from app.storage.invalidation import touched
 from app.storage.models import HandleRow, IdempotencyKey
 from app.storage.new_records import NewRecord
+from app.storage.outages import Outages, guard
 from resolver.record import Record
 from resolver.values import values_from_stored
 
@@ -71,15 +72,18 @@ class PostgresStore:
         ConnectionError,
     )
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, outages: Outages) -> None:
         self._pool = pool
+        self._outages = outages
 
     async def fetch(self, handle: str) -> Record | None:
-        try:
-            stored = await self._pool.fetchval(self._FETCH, handle)
-        except self._CONNECTION_LOST:
-            await self._pool.expire_connections()
-            stored = await self._pool.fetchval(self._FETCH, handle)
+        with self._outages.guard():
+            try:
+                stored = await self._pool.fetchval(self._FETCH, handle)
+            except self._CONNECTION_LOST:
+                await self._pool.expire_connections()
+                stored = await self._pool.fetchval(self._FETCH, handle)
+        self._outages.answered()
         if stored is None:
             return None
         return Record(handle, values_from_stored(orjson.loads(stored)))
@@ -329,13 +333,14 @@ async def _copy_new_handles(
     # Runs through SQLAlchemy first, which opens the transaction the raw COPY then joins.
     await session.execute(text(_STAGING))
     driver = await raw_connection(session)
-    await driver.copy_records_to_table(
-        "bulk_handles",
-        records=[(r.handle, r.prefix, r.document) for r in records],
-        columns=["handle", "prefix", "values"],
-    )
-    rows = await driver.fetch(_FROM_STAGING, now)
-    await driver.execute("TRUNCATE bulk_handles")
+    with guard(session):
+        await driver.copy_records_to_table(
+            "bulk_handles",
+            records=[(r.handle, r.prefix, r.document) for r in records],
+            columns=["handle", "prefix", "values"],
+        )
+        rows = await driver.fetch(_FROM_STAGING, now)
+        await driver.execute("TRUNCATE bulk_handles")
     return {row[0] for row in rows}
 
 

@@ -164,7 +164,7 @@ class MqttGateway:
         results: Sequence[Registered | Refused]
         try:
             results = await self.devices.register_each([v[3] for v in valid])
-        except (SQLAlchemyError, OSError) as exc:  # the database is away: the devices retry
+        except (node.DatabaseUnavailable, SQLAlchemyError, OSError) as exc:  # devices retry
             results = [Refused(v[3].registration.hardware_id, exc) for v in valid]
         for (client, message, body, _), result in zip(valid, results, strict=True):
             request_id = protocol.request_id(body)

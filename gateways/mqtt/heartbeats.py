@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import DatabaseUnavailable
 from app.registry.liveness import Heartbeat
 from gateways.devices import DeviceService
 from gateways.mqtt.stats import Counters
@@ -71,7 +72,7 @@ class HeartbeatBatcher:
         beats, self._pending = list(self._pending.values()), {}
         try:
             outcome = await self._devices.apply_heartbeats(beats)
-        except (SQLAlchemyError, OSError) as exc:
+        except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
             log.warning("gateways.heartbeats.flush_failed", extra={"error": str(exc)})
             for beat in beats:  # keep them for the next flush; newer ones win
                 self.add(beat)
@@ -85,7 +86,7 @@ class HeartbeatBatcher:
     async def _sweep(self) -> None:
         try:
             offline = await self._devices.mark_offline()
-        except (SQLAlchemyError, OSError) as exc:
+        except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
             log.warning("gateways.heartbeats.sweep_failed", extra={"error": str(exc)})
             return
         self._counters.went_offline += len(offline)

@@ -23,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.backoff import jittered
-from app.errors import InvalidRequest
+from app.errors import DatabaseUnavailable, InvalidRequest
 from app.registry import clock
 from app.registry.devices import Registration
 from app.storage import ingest_queue as queue
@@ -98,7 +98,7 @@ class IngestQueue:
         while True:
             try:
                 taken = await self._apply_batch()
-            except (SQLAlchemyError, OSError) as exc:
+            except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
                 outages += 1
                 log.warning("gateways.nbiot.queue_unavailable", extra={"error": str(exc)})
                 await asyncio.sleep(jittered(outages, cap=MAX_BACKOFF))
@@ -132,7 +132,7 @@ class IngestQueue:
                 await queue.remove(session, self._settled, holder=self._holder)
                 await queue.release(session, holder=self._holder)
                 await session.commit()
-        except (SQLAlchemyError, OSError) as exc:
+        except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
             log.warning("gateways.nbiot.release_failed", extra={"error": str(exc)})
         self._settled.clear()
 
@@ -180,16 +180,16 @@ class IngestQueue:
         where = {"prefix": push.prefix, "platform": push.platform, "imei": push.imei}
         try:
             applied = await self._apply_event(push)
-        except IdnodeError as exc:
-            self.failed += 1
-            log.warning("gateways.nbiot.failed", extra={**where, "error": str(exc)})
-            return True
-        except (SQLAlchemyError, OSError) as exc:
+        except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:  # retried later
             log.warning(
                 "gateways.nbiot.retrying",
                 extra={**where, "attempts": push.attempts + 1, "error": str(exc)},
             )
             return False
+        except IdnodeError as exc:
+            self.failed += 1
+            log.warning("gateways.nbiot.failed", extra={**where, "error": str(exc)})
+            return True
         if not applied:
             self.failed += 1
             log.warning("gateways.nbiot.account_gone", extra=where)

@@ -1,0 +1,141 @@
+"""Private servers a test may stop and start: a PostgreSQL cluster and a Mosquitto broker of
+its own, on free loopback ports (never the shared ones on 5432 and 1883)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _port_open, free_port
+
+POSTGRES_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (CI requires it)")
+    pytest.skip(reason)
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster in a temporary directory, trust auth, user ``postgres``.
+
+    PostgreSQL refuses to run as root, so under root the server runs as the ``postgres``
+    user, in a directory it owns (not under pytest's tmp_path, which only root may enter).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = free_port()
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+        self._bin = POSTGRES_BINARIES[-1].parent
+
+    def _run(self, *command: str) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [*as_user, *command], check=True, capture_output=True, text=True, timeout=120
+        )
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(
+            str(self._bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=60"
+        )
+        log = str(self.directory / "server.log")
+        pg_ctl = str(self._bin / "pg_ctl")
+        self._run(pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def running(self) -> bool:
+        return _port_open("127.0.0.1", self.port)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started private cluster, stopped and deleted afterwards whatever happened."""
+    if not POSTGRES_BINARIES:
+        _skip_or_fail("PostgreSQL's server binaries are not in /usr/lib/postgresql/*/bin")
+    directory = Path(tempfile.mkdtemp(prefix="idnode-pg-"))
+    server = PrivatePostgres(directory)
+    try:
+        server.create()
+        server.start()
+        yield server
+    finally:
+        if (server.data / "postmaster.pid").exists():
+            server.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class PrivateMosquitto:
+    """A Mosquitto broker on a free loopback port (anonymous, no persistence)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self._config = directory / "mosquitto.conf"
+        self._config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self._log = directory / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["mosquitto", "-c", str(self._config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 20
+        while not _port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mosquitto did not start:\n{self._log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+
+@contextmanager
+def private_mosquitto(directory: Path) -> Iterator[PrivateMosquitto]:
+    """A started private broker, stopped afterwards whatever happened."""
+    if shutil.which("mosquitto") is None:
+        _skip_or_fail("mosquitto is not installed")
+    broker = PrivateMosquitto(directory)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        if broker.process is not None:
+            broker.process.kill()
+            broker.process.wait(timeout=20)
