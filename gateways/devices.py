@@ -38,8 +38,8 @@ class Request:
     """One device asking to register with a provisioning key."""
 
     prefix: str
-    key: object
-    secret: object
+    key: str
+    secret: str
     registration: Registration
 
     @property
@@ -113,7 +113,7 @@ class DeviceService:
     ) -> list[Registered | Refused]:
         order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
         results: dict[int, Registered | Refused] = {}
-        principals: dict[tuple[str, object, object], Principal | Exception] = {}
+        principals: dict[tuple[str, str, str], Principal | Exception] = {}
         planned: list[tuple[int, Principal, devices.Plan]] = []
         async with self._transaction() as session:
             for i in order:
@@ -152,7 +152,7 @@ class DeviceService:
     @staticmethod
     async def _principal(
         session: AsyncSession,
-        known: dict[tuple[str, object, object], Principal | Exception],
+        known: dict[tuple[str, str, str], Principal | Exception],
         request: Request,
     ) -> Principal:
         """Credentials checked once per transaction (the key is read afresh by each one, so
@@ -221,7 +221,7 @@ class DeviceService:
             return await nbiot.account(session, prefix, platform)
 
     async def register_many(
-        self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object
+        self, prefix: str, registrations: Sequence[Registration], *, key: str, secret: str
     ) -> list[Registered | Refused]:
         """Register up to ``MAX_BATCH`` devices in one transaction, one result each: a device
         that is refused does not keep the others from registering."""

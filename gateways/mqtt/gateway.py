@@ -110,7 +110,7 @@ class MqttGateway:
     async def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         route = self.topics.route(message.topic.value)
         if route is not None and route.action == "heartbeat":
-            await self._heartbeat(client, message, route)
+            await self._guarded(self._heartbeat(client, message, route), client, message)
             return
         if route is not None and route.action == "register":
             await self._registrations.put((client, message, route))
@@ -123,9 +123,26 @@ class MqttGateway:
                 return  # our own replies, or another application's traffic
             work = handler(message)
         await self._slots.acquire()
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._guarded(work, client, message, reply=route is not None))
         self._running.add(task)
         task.add_done_callback(self._finished)
+
+    async def _guarded(
+        self,
+        work: Coroutine[Any, Any, None],
+        client: aiomqtt.Client,
+        message: aiomqtt.Message,
+        *,
+        reply: bool = True,
+    ) -> None:
+        """Handle one message; if the handler fails in a way nobody foresaw, the message is
+        answered ``rejected`` (InternalError) and dropped: never retried, never a stop."""
+        try:
+            await work
+        except Exception as exc:
+            self._failed(exc, message.topic.value)
+            if reply:
+                await self._reject(client, message, None, exc)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -152,20 +169,17 @@ class MqttGateway:
                 body = protocol.decode(
                     _bytes(message.payload), limit=self._settings.mqtt_max_payload
                 )
+                key, secret = protocol.credentials(body)
                 request = Request(
-                    protocol.canonical_prefix(route.prefix),
-                    body.get("provisionKey"),
-                    body.get("provisionSecret"),
+                    protocol.canonical_prefix(protocol.checked(route).prefix),
+                    key,
+                    secret,
                     protocol.registration(body, route.name),
                 )
                 valid.append((client, message, body, request))
             except DomainError as exc:
                 replies.append(self._reject(client, message, protocol.request_id(body), exc))
-        results: Sequence[Registered | Refused]
-        try:
-            results = await self.devices.register_each([v[3] for v in valid])
-        except (SQLAlchemyError, OSError) as exc:  # the database is away: the devices retry
-            results = [Refused(v[3].registration.hardware_id, exc) for v in valid]
+        results = await self._registered([v[3] for v in valid])
         for (client, message, body, _), result in zip(valid, results, strict=True):
             request_id = protocol.request_id(body)
             if isinstance(result, Refused):
@@ -183,8 +197,8 @@ class MqttGateway:
         try:
             payload = _bytes(message.payload)
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload)
-            prefix = protocol.canonical_prefix(route.prefix)
-            key, secret = body.get("provisionKey"), body.get("provisionSecret")
+            prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
+            key, secret = protocol.credentials(body)
             reply = await self._register_batch(body, prefix, route.name, key, secret)
         except MessageError as exc:
             await self._reject(client, message, protocol.request_id(body), exc)
@@ -192,7 +206,7 @@ class MqttGateway:
         await self._reply(client, message, "accepted", reply)
 
     async def _register_batch(
-        self, body: dict[str, Any], prefix: str, gateway_id: str, key: object, secret: object
+        self, body: dict[str, Any], prefix: str, gateway_id: str, key: str, secret: str
     ) -> dict[str, Any]:
         entries = body.get("devices")
         if not isinstance(entries, list) or not entries:
@@ -223,6 +237,24 @@ class MqttGateway:
                 )
         return {"requestId": protocol.request_id(body), "results": out}
 
+    async def _registered(self, requests: Sequence[Request]) -> Sequence[Registered | Refused]:
+        """One transaction for ``requests``; when it fails in a way nobody foresaw, each is
+        tried alone, so only the message that broke it is refused (InternalError)."""
+        try:
+            return await self.devices.register_each(requests)
+        except (SQLAlchemyError, OSError) as exc:  # the database is away: the devices retry
+            return [Refused(r.registration.hardware_id, exc) for r in requests]
+        except Exception as exc:
+            if len(requests) == 1:
+                self._failed(exc, requests[0].registration.hardware_id)
+                return [Refused(requests[0].registration.hardware_id, exc)]
+        return [result for r in requests for result in await self._registered([r])]
+
+    def _failed(self, error: Exception, where: str) -> None:
+        """A handler fault: logged with its traceback at once, counted, the message dropped."""
+        self.counters.handler_failures += 1
+        log.error("gateways.mqtt.handler_failed", extra={"message": where}, exc_info=error)
+
     def _count(self, done: Registered) -> None:
         if done.created:
             self.counters.registered += 1
@@ -235,7 +267,7 @@ class MqttGateway:
         try:
             payload = _bytes(message.payload)
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload, optional=True)
-            prefix = protocol.canonical_prefix(route.prefix)
+            prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
             beat = protocol.heartbeat(prefix, route.name, body, clock.now())
         except DomainError as exc:
             await self._reject(client, message, None, exc)

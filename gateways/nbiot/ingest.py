@@ -190,6 +190,10 @@ class IngestQueue:
                 extra={**where, "attempts": push.attempts + 1, "error": str(exc)},
             )
             return False
+        except Exception:
+            self.failed += 1
+            log.exception("gateways.nbiot.handler_failed", extra=where)
+            return True
         if not applied:
             self.failed += 1
             log.warning("gateways.nbiot.account_gone", extra=where)
