@@ -30,6 +30,7 @@ from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.settings import Settings
 from app.storage.database import Database
+from app.supervisor import Supervisor
 from resolver.errors import IdnodeError
 
 T = TypeVar("T")
@@ -183,10 +184,11 @@ async def _run_gateway(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     database = Database(settings)
+    tasks = Supervisor(max_backoff=settings.task_max_backoff)
     try:
         async with (
-            device_gateway(settings, database, cache=None) as running,
-            gateway_metrics(settings, database, running),
+            device_gateway(settings, database, None, tasks) as running,
+            gateway_metrics(settings, database, running, tasks),
         ):
             await stop.wait()
             if running is not None:

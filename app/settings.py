@@ -261,6 +261,12 @@ class Settings(BaseSettings):
         description="Seconds between counts of enterprises, identifiers and online/offline "
         "devices in the database (for their gauges).",
     )
+    task_max_backoff: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait before a long-lived task (MQTT workers, NB-IoT applier, "
+        "report delivery, cache invalidation, ...) that crashed is started again.",
+    )
     readiness_timeout: float = Field(
         2.0, gt=0, description="Seconds GET /readyz waits for the database to answer."
     )

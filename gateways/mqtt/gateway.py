@@ -1,4 +1,5 @@
-"""The MQTT device gateway: one named task that connects, subscribes and serves devices.
+"""The MQTT device gateway: named tasks (run by ``app.supervisor``) that connect, subscribe
+and serve devices.
 
 It reconnects inside ``while True`` catching only ``aiomqtt.MqttError`` with capped back-off.
 Registrations are queued and taken in batches by IDNODE_MQTT_CONCURRENCY workers, one
@@ -71,14 +72,19 @@ class MqttGateway:
             on_unknown=self._unknown_devices,
         )
 
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.heartbeats.run(), name="gateways.mqtt.heartbeats")
-            for n in range(self._settings.mqtt_concurrency):
-                tasks.create_task(
-                    self._registration_worker(), name=f"gateways.mqtt.registrations-{n}"
-                )
-            tasks.create_task(self._serve(), name="gateways.mqtt.connection")
+    def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """The gateway's long-lived tasks by name, for the supervisor to run (and restart
+        one that crashes): the heartbeat flusher, the registration workers, and last the
+        connection that feeds them."""
+        workers = {
+            f"gateways.mqtt.registrations-{n}": self._registration_worker
+            for n in range(self._settings.mqtt_concurrency)
+        }
+        return {
+            "gateways.mqtt.heartbeats": self.heartbeats.run,
+            **workers,
+            "gateways.mqtt.connection": self._serve,
+        }
 
     async def _serve(self) -> None:
         backoff = 0.2
@@ -139,7 +145,7 @@ class MqttGateway:
         answered ``rejected`` (InternalError) and dropped: never retried, never a stop."""
         try:
             await work
-        except Exception as exc:
+        except Exception as exc:  # whatever it was, it ends with this message
             self._failed(exc, message.topic.value)
             if reply:
                 await self._reject(client, message, None, exc)
@@ -253,7 +259,7 @@ class MqttGateway:
     def _failed(self, error: Exception, where: str) -> None:
         """A handler fault: logged with its traceback at once, counted, the message dropped."""
         self.counters.handler_failures += 1
-        log.error("gateways.mqtt.handler_failed", extra={"message": where}, exc_info=error)
+        log.error("gateways.mqtt.handler_failed", extra={"about": where}, exc_info=error)
 
     def _count(self, done: Registered) -> None:
         if done.created:

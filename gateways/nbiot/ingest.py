@@ -190,7 +190,7 @@ class IngestQueue:
                 extra={**where, "attempts": push.attempts + 1, "error": str(exc)},
             )
             return False
-        except Exception:
+        except Exception:  # a push the handler fails on is dropped, never retried forever
             self.failed += 1
             log.exception("gateways.nbiot.handler_failed", extra=where)
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from typing import Any
@@ -17,6 +18,9 @@ import orjson
 import pytest
 
 from app.settings import Settings
+from app.supervisor import Supervisor
+from gateways.devices import DeviceService
+from gateways.mqtt import BrokerAddress, MqttGateway
 from tests.gateways.conftest import Device, register_body
 
 WRONG_TYPES: list[Any] = [["x"], {"x": 1}, 7, 1.5, None, True]
@@ -150,3 +154,44 @@ async def test_no_message_stops_the_gateway(
     # Nothing of it was stored.
     assert gateway_app.state.gateway.counters.registered == 1
     assert (await http.get(f"/api/handles/{prefix}/DEV-serial-FUZZ-0")).status_code == 404
+
+
+async def test_a_handler_fault_is_logged_counted_and_the_gateway_goes_on(
+    device: Device,
+    enterprise: dict[str, Any],
+    gateway_app: Any,
+    gateway_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A gateway of its own (on its own topic root) serving another protocol whose handler
+    # has a bug.
+    root = f"{device.root}-own"
+    settings = gateway_settings.model_copy(
+        update={"mqtt_topic_root": root, "mqtt_client_id": f"idnode-test-{secrets.token_hex(4)}"}
+    )
+    gateway = MqttGateway(
+        DeviceService(gateway_app.state.node.database, settings),
+        settings,
+        BrokerAddress.parse("mqtt://127.0.0.1:1883"),
+    )
+
+    async def broken(message: Any) -> None:
+        raise KeyError("a bug in a handler")
+
+    gateway.attach(f"{root}/broken/+", broken)
+    supervisor = Supervisor(max_backoff=0.01)
+    running = [supervisor.start(name, loop) for name, loop in gateway.loops().items()]
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 10)
+        with caplog.at_level(logging.ERROR, logger="gateways.mqtt"):
+            await device.client.publish(f"{root}/broken/1", b"{}", qos=1)
+            own = Device(device.client, root, device.prefix)
+            outcome, reply = await own.request(own.topic("SN-X"), register_body(enterprise))
+        assert outcome == "accepted", reply
+        assert gateway.counters.handler_failures == 1
+        [failure] = [r for r in caplog.records if r.getMessage() == "gateways.mqtt.handler_failed"]
+        assert failure.exc_info is not None
+        assert all(s.restarts == 0 for s in running)  # handled per message: no task crashed
+    finally:
+        for supervised in reversed(running):
+            await supervised.stop()
