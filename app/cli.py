@@ -28,6 +28,7 @@ from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
+from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings
 from app.storage.database import Database
 from app.supervisor import Supervisor
@@ -223,6 +224,13 @@ def _run_server(
 def _announce_operator_token(settings: Settings) -> None:
     if settings.admin_token is not None:
         click.echo("idnode: operator token is the value of IDNODE_ADMIN_TOKEN")
+        length = len(settings.admin_token.get_secret_value())
+        if length < MIN_OPERATOR_TOKEN_CHARS:
+            click.echo(
+                f"idnode: WARNING: IDNODE_ADMIN_TOKEN has only {length} characters; use at "
+                f"least {MIN_OPERATOR_TOKEN_CHARS} random ones (e.g. {new_token()})",
+                err=True,
+            )
         return
     token = _in_transaction(settings, enterprises.ensure_operator_token)
     if token is not None:

@@ -30,6 +30,15 @@ class AuthenticationFailed(NodeError):
     response_code = 402
 
 
+class TooManyAttempts(NodeError):
+    """Too many failed authentication attempts from this address or with these credentials
+    (``app/throttle.py``): refused, unchecked, until the window ends."""
+
+    status = 429
+    response_code = 3  # Handle SERVER_TOO_BUSY: clients retry later
+    retry_after = 60  # the throttling window, app.throttle.WINDOW
+
+
 class MetricsOff(NodeError):
     """``GET /metrics`` on a node started with ``IDNODE_METRICS=false``."""
 

@@ -41,6 +41,7 @@ from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
 from app.supervisor import Supervisor
+from app.throttle import AttemptLimiter
 from gateways import nbiot
 from gateways.devices import DeviceService
 from gateways.lorawan import ChirpStackEvents
@@ -108,6 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 pages=jinja2.Environment(
                     loader=jinja2.PackageLoader("app", "templates"), autoescape=True
+                ),
+                attempts=AttemptLimiter(
+                    per_address=settings.auth_failures_per_address,
+                    per_credential=settings.auth_failures_per_credential,
                 ),
             )
             app.state.dashboard = _dashboard(app, settings)

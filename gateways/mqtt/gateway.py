@@ -25,6 +25,7 @@ from app.registry import clock
 from app.registry.devices import Registered
 from app.registry.liveness import Heartbeat
 from app.settings import Settings
+from app.throttle import AttemptLimiter
 from gateways.devices import DeviceService, Refused, Request
 from gateways.mqtt import protocol
 from gateways.mqtt.connection import BrokerAddress, client_for
@@ -55,6 +56,11 @@ class MqttGateway:
         self.counters = Counters()
         self.connected = asyncio.Event()
         self.topics = Topics(settings.mqtt_topic_root, settings.mqtt_shared_group)
+        # The broker does not tell a client's address: wrong credentials count per key.
+        self.attempts = AttemptLimiter(
+            per_address=settings.auth_failures_per_address,
+            per_credential=settings.auth_failures_per_credential,
+        )
         self._settings = settings
         self._handlers: list[tuple[str, Handler]] = []
         self._client = client_for(address, settings)
@@ -176,19 +182,17 @@ class MqttGateway:
                     _bytes(message.payload), limit=self._settings.mqtt_max_payload
                 )
                 key, secret = protocol.credentials(body)
-                request = Request(
-                    protocol.canonical_prefix(protocol.checked(route).prefix),
-                    key,
-                    secret,
-                    protocol.registration(body, route.name),
-                )
+                prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
+                self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
+                request = Request(prefix, key, secret, protocol.registration(body, route.name))
                 valid.append((client, message, body, request))
             except DomainError as exc:
                 replies.append(self._reject(client, message, protocol.request_id(body), exc))
         results = await self._registered([v[3] for v in valid])
-        for (client, message, body, _), result in zip(valid, results, strict=True):
+        for (client, message, body, request), result in zip(valid, results, strict=True):
             request_id = protocol.request_id(body)
             if isinstance(result, Refused):
+                self._throttle(request.prefix, request.key, result.error)
                 replies.append(self._reject(client, message, request_id, result.error))
                 continue
             self._count(result)
@@ -205,7 +209,12 @@ class MqttGateway:
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload)
             prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
             key, secret = protocol.credentials(body)
-            reply = await self._register_batch(body, prefix, route.name, key, secret)
+            self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
+            try:
+                reply = await self._register_batch(body, prefix, route.name, key, secret)
+            except node.AuthenticationFailed as exc:
+                self._throttle(prefix, key, exc)
+                raise
         except MessageError as exc:
             await self._reject(client, message, protocol.request_id(body), exc)
             return
@@ -255,6 +264,12 @@ class MqttGateway:
                 self._failed(exc, requests[0].registration.hardware_id)
                 return [Refused(requests[0].registration.hardware_id, exc)]
         return [result for r in requests for result in await self._registered([r])]
+
+    def _throttle(self, prefix: str, key: str, error: Exception) -> None:
+        """Count wrong provisioning credentials: a key guessed at is refused for a while."""
+        if isinstance(error, node.AuthenticationFailed):
+            credential = f"{prefix}/{key}"
+            self.attempts.failed("mqtt", address=None, credential=credential, reason=error.message)
 
     def _failed(self, error: Exception, where: str) -> None:
         """A handler fault: logged with its traceback at once, counted, the message dropped."""

@@ -25,6 +25,7 @@ from tests.gateways.conftest import Device, register_body
 
 WRONG_TYPES: list[Any] = [["x"], {"x": 1}, 7, 1.5, None, True]
 BAD_TEXT = ["a\x00b", "a\x01b", "\x7f", "\ud800"]
+GUESSES = 3  # wrong secrets for one provisioning key before it is throttled
 
 
 @pytest.fixture
@@ -35,7 +36,9 @@ def chirpstack_root() -> str:
 @pytest.fixture
 def gateway_settings(gateway_settings: Settings, chirpstack_root: str) -> Settings:
     topic = f"{chirpstack_root}/application/+/device/+/event/+"
-    return gateway_settings.model_copy(update={"chirpstack_topic": topic})
+    return gateway_settings.model_copy(
+        update={"chirpstack_topic": topic, "auth_failures_per_credential": GUESSES}
+    )
 
 
 def _json(body: Any) -> bytes:
@@ -195,3 +198,22 @@ async def test_a_handler_fault_is_logged_counted_and_the_gateway_goes_on(
     finally:
         for supervised in reversed(running):
             await supervised.stop()
+
+
+async def test_a_provisioning_key_guessed_at_is_throttled(
+    device: Device, enterprise: dict[str, Any]
+) -> None:
+    for n in range(GUESSES):
+        wrong = {**register_body(enterprise), "provisionSecret": f"guess-{n}"}
+        outcome, reply = await device.request(device.topic(f"SN-{n}"), wrong)
+        assert (outcome, reply["errorCode"]) == ("rejected", "Unauthorized")
+    for _ in range(2):  # a single batch or a gateway box: refused alike, even the right secret
+        outcome, reply = await device.request(device.topic("SN-OK"), register_body(enterprise))
+        assert outcome == "rejected"
+        assert (reply["statusCode"], reply["errorCode"]) == (429, "TooManyAttempts")
+    box = {
+        **register_body(enterprise),
+        "devices": [{"hardwareId": "M-1", "hardwareIdType": "serial"}],
+    }
+    outcome, reply = await device.request(f"{device.root}/{device.prefix}/gateway/g/register", box)
+    assert (outcome, reply["errorCode"]) == ("rejected", "TooManyAttempts")

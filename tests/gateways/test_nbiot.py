@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.settings import Settings
 from gateways.nbiot import onenet
 from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer, create_enterprise
@@ -207,3 +208,17 @@ async def test_onenet_pushes_without_imei_or_with_control_characters_are_refused
         answer = await client.post(f"/api/v1/ingest/onenet/{plant['prefix']}", json=body)
         assert answer.status_code == 400, answer.text
         assert named in answer.json()["detail"]
+
+
+async def test_wrong_push_tokens_are_throttled(
+    client: httpx.AsyncClient, plant: dict[str, Any], settings: Settings
+) -> None:
+    await configure(client, plant, "ctwing", "ctw-secret-1")
+    url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
+    push = fixture_json("ctwing/datareport-decoded.json")
+    for n in range(settings.auth_failures_per_credential):
+        wrong = await client.post(url, params={"token": f"guess-{n}"}, json=push)
+        assert wrong.status_code == 403
+    right = await client.post(url, params={"token": "ctw-secret-1"}, json=push)
+    assert right.status_code == 429
+    assert right.headers["Retry-After"] == "60"
