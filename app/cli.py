@@ -50,6 +50,7 @@ def migrate_database(settings: Settings) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = settings.database_url
+    config.attributes["node_key_file"] = settings.node_key_file  # seals stored secrets
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
 

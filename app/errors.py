@@ -174,6 +174,14 @@ class ServiceUnavailable(NodeError):
     retry_after = 5
 
 
+class SecretUnreadable(NodeError):
+    """A secret stored encrypted (``app/vault.py``) cannot be opened with this node's key: the
+    key file was replaced. The operator configures the secret again; retrying will not help."""
+
+    status = 503
+    response_code = 3
+
+
 class IngestQueueFull(ServiceUnavailable):
     """Too many device-platform pushes wait to be applied; the platform retries."""
 

@@ -23,6 +23,7 @@ from app.registry.nbiot import PlatformAccount
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import evict_touched
+from app.vault import Vault
 from resolver.cache import ResolverCache
 from resolver.errors import IdnodeError
 
@@ -68,6 +69,7 @@ class DeviceService:
         self._database = database
         self._cache = cache
         self._node_prefix = settings.node_prefix
+        self._vault = Vault(settings.node_key_file)  # NB-IoT push tokens, read on first use
         self._offline_after = timedelta(seconds=settings.device_offline_after)
         self.liveness = Liveness(
             ttl=settings.device_liveness_ttl,
@@ -194,7 +196,7 @@ class DeviceService:
         """Register a device an NB-IoT platform pushed, as the enterprise's account on that
         platform; None (nothing created) when the account is gone or its key is revoked."""
         async with self._transaction() as session:
-            account = await nbiot.account(session, prefix, platform)
+            account = await nbiot.account(session, prefix, platform, vault=self._vault)
             if account is None:
                 return None
             return await self._register(session, account.principal, account.prefix, registration)
@@ -204,7 +206,7 @@ class DeviceService:
         None (nothing changed) when the enterprise's account on the platform is gone or its
         key is revoked."""
         async with self._transaction() as session:
-            account = await nbiot.account(session, prefix, platform)
+            account = await nbiot.account(session, prefix, platform, vault=self._vault)
             if account is None:
                 return None
             return await liveness.mark_device_offline(
@@ -218,7 +220,7 @@ class DeviceService:
 
     async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
         async with self._database.read_session() as session:
-            return await nbiot.account(session, prefix, platform)
+            return await nbiot.account(session, prefix, platform, vault=self._vault)
 
     async def register_many(
         self, prefix: str, registrations: Sequence[Registration], *, key: str, secret: str
