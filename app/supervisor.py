@@ -57,7 +57,8 @@ class Supervisor:
     def start(self, name: str, loop: Loop) -> Supervised:
         """Run ``loop()`` as the task ``name`` (unique) until it is stopped; ``loop`` is
         called again for each restart."""
-        if name in self._tasks and self._tasks[name].task is not None:
+        running = self._tasks.get(name)
+        if running is not None and running.task is not None and not running.task.done():
             raise ValueError(f"a task named {name!r} is already supervised")
         supervised = self._tasks[name] = Supervised(name)
         supervised.task = asyncio.create_task(self._run(supervised, loop), name=name)
