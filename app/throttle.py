@@ -9,7 +9,8 @@ not even confirmed).
 
 The credential is what the caller claims to be (an enterprise's ``ADMIN`` user, a provisioning
 key, a platform account) or, for a bare token, a digest of it. Memory is bounded: at most
-``max_keys`` addresses and as many credentials are remembered, the oldest forgotten first.
+``max_keys`` addresses and as many credentials (each at most ``MAX_CREDENTIAL_CHARS``, longer
+ones as a digest) are remembered, the least recently failed forgotten first.
 Logs: one ``auth.failed`` line when an address starts failing, one ``auth.throttled`` line when
 an address or credential reaches its limit; never one per attempt.
 """
@@ -29,6 +30,7 @@ log = logging.getLogger("app.throttle")
 
 WINDOW = 60.0  # seconds; TooManyAttempts.retry_after says the same to clients
 MAX_KEYS = 10_000
+MAX_CREDENTIAL_CHARS = 200
 
 
 @dataclass
@@ -125,4 +127,8 @@ def token_credential(token: str) -> str:
 
 
 def _key(door: str, credential: str) -> str:
+    # A credential is whatever a client sent: long ones are kept as a digest, so each of the
+    # max_keys entries stays small.
+    if len(credential) > MAX_CREDENTIAL_CHARS:
+        credential = token_credential(credential)
     return f"{door}:{credential}"
