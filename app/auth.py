@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import AuthenticationFailed
 from app.security import digest
 from app.storage import enterprises as repo
+from app.throttle import token_credential
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle
 
@@ -101,19 +102,34 @@ async def _bearer(session: AsyncSession, token: str, operator_token: str | None)
     return await _enterprise(session, credential.enterprise_id)
 
 
-async def _basic(session: AsyncSession, encoded: str) -> Principal:
+def claimed(authorization: str) -> str:
+    """Who an ``Authorization`` header claims to be, for throttling failed attempts: the
+    Basic user, or a digest of anything else (never the secret itself)."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return "basic:" + _user_and_secret(credentials.strip())[0][:200]
+        except AuthenticationFailed:
+            pass
+    return token_credential(authorization)
+
+
+def _user_and_secret(encoded: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(encoded, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise AuthenticationFailed("Basic credentials are not valid base64 of user:secret") from exc
     plain = _UNENCODED_USER.fullmatch(decoded)  # curl -u '300:88.999.1/ADMIN:secret'
     if plain:
-        user, secret = plain.group(1), plain.group(2)
-    else:
-        user, sep, secret = decoded.partition(":")
-        if not sep:
-            raise AuthenticationFailed("Basic credentials must be user:secret")
-        user = unquote(user)
+        return plain.group(1), plain.group(2)
+    user, sep, secret = decoded.partition(":")
+    if not sep:
+        raise AuthenticationFailed("Basic credentials must be user:secret")
+    return unquote(user), secret
+
+
+async def _basic(session: AsyncSession, encoded: str) -> Principal:
+    user, secret = _user_and_secret(encoded)
     _, _, admin = user.rpartition(":")  # drop the index: 300:88.999.1/ADMIN -> 88.999.1/ADMIN
     try:
         handle = parse_handle(admin)

@@ -28,8 +28,10 @@ from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
+from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings
 from app.storage.database import Database
+from app.supervisor import Supervisor
 from resolver.errors import IdnodeError
 
 T = TypeVar("T")
@@ -48,6 +50,7 @@ def migrate_database(settings: Settings) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = settings.database_url
+    config.attributes["node_key_file"] = settings.node_key_file  # seals stored secrets
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
 
@@ -183,10 +186,11 @@ async def _run_gateway(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     database = Database(settings)
+    tasks = Supervisor(max_backoff=settings.task_max_backoff)
     try:
         async with (
-            device_gateway(settings, database, cache=None) as running,
-            gateway_metrics(settings, database, running),
+            device_gateway(settings, database, None, tasks) as running,
+            gateway_metrics(settings, database, running, tasks),
         ):
             await stop.wait()
             if running is not None:
@@ -221,6 +225,13 @@ def _run_server(
 def _announce_operator_token(settings: Settings) -> None:
     if settings.admin_token is not None:
         click.echo("idnode: operator token is the value of IDNODE_ADMIN_TOKEN")
+        length = len(settings.admin_token.get_secret_value())
+        if length < MIN_OPERATOR_TOKEN_CHARS:
+            click.echo(
+                f"idnode: WARNING: IDNODE_ADMIN_TOKEN has only {length} characters; use at "
+                f"least {MIN_OPERATOR_TOKEN_CHARS} random ones (e.g. {new_token()})",
+                err=True,
+            )
         return
     token = _in_transaction(settings, enterprises.ensure_operator_token)
     if token is not None:

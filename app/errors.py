@@ -30,6 +30,15 @@ class AuthenticationFailed(NodeError):
     response_code = 402
 
 
+class TooManyAttempts(NodeError):
+    """Too many failed authentication attempts from this address or with these credentials
+    (``app/throttle.py``): refused, unchecked, until the window ends."""
+
+    status = 429
+    response_code = 3  # Handle SERVER_TOO_BUSY: clients retry later
+    retry_after = 60  # the throttling window, app.throttle.WINDOW
+
+
 class MetricsOff(NodeError):
     """``GET /metrics`` on a node started with ``IDNODE_METRICS=false``."""
 
@@ -163,6 +172,14 @@ class ServiceUnavailable(NodeError):
     status = 503
     response_code = 3  # Handle SERVER_TOO_BUSY: clients retry
     retry_after = 5
+
+
+class SecretUnreadable(NodeError):
+    """A secret stored encrypted (``app/vault.py``) cannot be opened with this node's key: the
+    key file was replaced. The operator configures the secret again; retrying will not help."""
+
+    status = 503
+    response_code = 3
 
 
 class IngestQueueFull(ServiceUnavailable):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import sys
 import uuid
@@ -42,6 +40,8 @@ from app.reporting.runner import Reporting, reporting
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
+from app.supervisor import Supervisor
+from app.throttle import AttemptLimiter
 from gateways import nbiot
 from gateways.devices import DeviceService
 from gateways.lorawan import ChirpStackEvents
@@ -110,15 +110,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pages=jinja2.Environment(
                     loader=jinja2.PackageLoader("app", "templates"), autoescape=True
                 ),
+                attempts=AttemptLimiter(
+                    per_address=settings.auth_failures_per_address,
+                    per_credential=settings.auth_failures_per_credential,
+                ),
             )
             app.state.dashboard = _dashboard(app, settings)
-            sync = asyncio.create_task(_cache_sync(database, cache), name="cache-invalidation")
+            app.state.supervisor = tasks = Supervisor(max_backoff=settings.task_max_backoff)
+            sync = tasks.start("cache-invalidation", lambda: _cache_sync(database, cache))
             try:
                 with app.state.dashboard.errors.installed(*SERVER_LOGGERS):
                     async with (
-                        device_gateway(settings, database, cache) as gateway,
-                        nbiot_ingest(settings, database, cache) as ingest,
-                        reporting(settings, database, cache) as reports,
+                        device_gateway(settings, database, cache, tasks) as gateway,
+                        nbiot_ingest(settings, database, cache, tasks) as ingest,
+                        reporting(settings, database, cache, tasks) as reports,
                     ):
                         app.state.gateway = gateway
                         app.state.nbiot = ingest
@@ -127,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             yield
             finally:
                 await app.state.dashboard.sampler.stop()
-                await _stopped(sync)
+                await sync.stop()
                 await database.dispose()
 
     app = NodeApp(
@@ -160,10 +165,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def device_gateway(
-    settings: Settings, database: Database, cache: ResolverCache | None
+    settings: Settings, database: Database, cache: ResolverCache | None, tasks: Supervisor
 ) -> AsyncIterator[MqttGateway | None]:
-    """The MQTT device gateway as a named task, when a broker is configured: IDNODE_MQTT_URL,
-    or the embedded broker (``idnode serve``). Yields None when there is none."""
+    """The MQTT device gateway's tasks under ``tasks``, when a broker is configured:
+    IDNODE_MQTT_URL, or the embedded broker (``idnode serve``). Yields None when there is
+    none."""
     broker = None
     if settings.mqtt_url:
         address = BrokerAddress.parse(settings.mqtt_url)
@@ -190,11 +196,12 @@ async def device_gateway(
         service, gateway.heartbeats, gateway.counters, max_payload=settings.mqtt_max_payload
     )
     gateway.attach(settings.chirpstack_topic, chirpstack.handle)
-    task = asyncio.create_task(gateway.run(), name="gateways.mqtt")
+    running = [tasks.start(name, loop) for name, loop in gateway.loops().items()]
     try:
         yield gateway
     finally:
-        await _stopped(task)
+        for supervised in reversed(running):  # the connection first: no message half-served
+            await supervised.stop()
         if broker is not None:
             await broker.stop()
 
@@ -219,7 +226,7 @@ async def metrics_pump(
         delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
     )
     try:
-        async with _pumping(settings, sources) as pump:
+        async with _pumping(settings, sources, app.state.supervisor) as pump:
             app.state.metrics_pump = pump
             yield
     finally:
@@ -227,22 +234,24 @@ async def metrics_pump(
 
 
 @asynccontextmanager
-async def _pumping(settings: Settings, sources: Sources) -> AsyncIterator[MetricsPump]:
+async def _pumping(
+    settings: Settings, sources: Sources, tasks: Supervisor
+) -> AsyncIterator[MetricsPump]:
     """A :class:`MetricsPump` running as a task; its last counts flushed when it stops."""
     pump = MetricsPump(
         sources, interval=settings.metrics_interval, census_interval=settings.census_interval
     )
-    task = asyncio.create_task(pump.run(), name="monitoring.metrics")
+    running = tasks.start("monitoring.metrics", pump.run)
     try:
         yield pump
     finally:
-        await _stopped(task)
+        await running.stop()
         pump.flush()
 
 
 @asynccontextmanager
 async def nbiot_ingest(
-    settings: Settings, database: Database, cache: ResolverCache | None
+    settings: Settings, database: Database, cache: ResolverCache | None, tasks: Supervisor
 ) -> AsyncIterator[IngestQueue]:
     """The worker applying OneNET/CTWing pushes that the ingest endpoints queued (in the
     database: what it has not applied when it stops is applied by the next one)."""
@@ -252,11 +261,11 @@ async def nbiot_ingest(
         limit=settings.nbiot_queue_limit,
         poll_interval=settings.nbiot_poll_interval,
     )
-    task = asyncio.create_task(queue.run(), name="gateways.nbiot")
+    running = tasks.start("gateways.nbiot", queue.run)
     try:
         yield queue
     finally:
-        await _stopped(task)
+        await running.stop()
         await queue.close()
 
 
@@ -284,7 +293,7 @@ class MetricsPortTaken(Exception):
 
 @asynccontextmanager
 async def gateway_metrics(
-    settings: Settings, database: Database, gateway: MqttGateway | None
+    settings: Settings, database: Database, gateway: MqttGateway | None, tasks: Supervisor
 ) -> AsyncIterator[None]:
     """``idnode gateway``'s own ``GET /metrics`` on IDNODE_GATEWAY_METRICS_PORT: the MQTT
     messages and registrations of this process, which no node process sees."""
@@ -308,7 +317,7 @@ async def gateway_metrics(
             f"cannot serve metrics on {settings.gateway_metrics_host}:{port}: {exc.strerror}"
         ) from exc
     try:
-        async with _pumping(settings, sources):
+        async with _pumping(settings, sources, tasks):
             yield
     finally:
         server.shutdown()
@@ -317,12 +326,6 @@ async def gateway_metrics(
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _cache_sync(database: Database, cache: ResolverCache) -> None:

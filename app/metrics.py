@@ -76,6 +76,7 @@ class Metrics:
     enterprise_resolutions: Counter
     upstream_errors: Counter
     report_delivery_errors: Counter
+    task_restarts: Counter
     upstream_up: Gauge
     db_pool_in_use: Gauge
     db_pool_size: Gauge
@@ -147,6 +148,12 @@ def _build() -> Metrics:
         report_delivery_errors=Counter(
             "idnode_report_delivery_errors",
             "Reports to the top-level node that could not be delivered.",
+            registry=own,
+        ),
+        task_restarts=Counter(
+            "idnode_task_restarts",
+            "Long-lived tasks restarted by the supervisor after a crash, by task.",
+            ["task"],
             registry=own,
         ),
         upstream_up=gauge(

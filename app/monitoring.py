@@ -43,6 +43,7 @@ MQTT_MESSAGES: dict[str, tuple[str, str]] = {
     "lorawan_duplicates": ("lorawan", "duplicate"),
     "lorawan_unmapped": ("lorawan", "unmapped"),
     "reply_failures": ("reply", "lost"),
+    "handler_failures": ("message", "failed"),
 }
 
 

@@ -9,6 +9,7 @@ import jinja2
 
 from app.settings import Settings
 from app.storage.database import Database
+from app.throttle import AttemptLimiter
 from resolver.engine import Resolver
 
 
@@ -25,6 +26,7 @@ class Node:
     database: Database
     resolver: Resolver
     pages: jinja2.Environment
+    attempts: AttemptLimiter  # failed authentication, throttled
     activity: Activity = field(default_factory=Activity)
 
     @property

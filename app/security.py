@@ -10,6 +10,9 @@ import hashlib
 import secrets
 
 TOKEN_PREFIX = "idn_"  # noqa: S105 - a marker, not a secret
+# Shortest operator token (IDNODE_ADMIN_TOKEN) `idnode serve` starts without a warning: 32
+# random URL-safe characters are 192 bits, as the node's own tokens.
+MIN_OPERATOR_TOKEN_CHARS = 32
 
 
 def new_secret() -> str:

@@ -39,6 +39,22 @@ class Settings(BaseSettings):
         "stores only its hash and prints it once.",
     )
 
+    auth_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="Failed authentications one client address may make per minute (HTTP "
+        "API, dashboard login, NB-IoT pushes) before its attempts are refused with 429 for "
+        "the rest of the minute; counted per node process.",
+    )
+    auth_failures_per_credential: int = Field(
+        10,
+        ge=1,
+        description="Failed authentications per minute with one credential (an enterprise's "
+        "ADMIN user, a token, a provisioning key, a platform account) from any address, "
+        "before it is refused with 429 (MQTT: rejected TooManyAttempts) for the rest of the "
+        "minute; counted per process.",
+    )
+
     # --- operator dashboard ---
     dashboard_secret: SecretStr | None = Field(
         None,
@@ -260,6 +276,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between counts of enterprises, identifiers and online/offline "
         "devices in the database (for their gauges).",
+    )
+    task_max_backoff: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait before a long-lived task (MQTT workers, NB-IoT applier, "
+        "report delivery, cache invalidation, ...) that crashed is started again.",
     )
     readiness_timeout: float = Field(
         2.0, gt=0, description="Seconds GET /readyz waits for the database to answer."

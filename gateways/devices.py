@@ -23,6 +23,7 @@ from app.registry.nbiot import PlatformAccount
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import evict_touched
+from app.vault import Vault
 from resolver.cache import ResolverCache
 from resolver.errors import IdnodeError
 
@@ -38,8 +39,8 @@ class Request:
     """One device asking to register with a provisioning key."""
 
     prefix: str
-    key: object
-    secret: object
+    key: str
+    secret: str
     registration: Registration
 
     @property
@@ -68,6 +69,7 @@ class DeviceService:
         self._database = database
         self._cache = cache
         self._node_prefix = settings.node_prefix
+        self._vault = Vault(settings.node_key_file)  # NB-IoT push tokens, read on first use
         self._offline_after = timedelta(seconds=settings.device_offline_after)
         self.liveness = Liveness(
             ttl=settings.device_liveness_ttl,
@@ -113,7 +115,7 @@ class DeviceService:
     ) -> list[Registered | Refused]:
         order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
         results: dict[int, Registered | Refused] = {}
-        principals: dict[tuple[str, object, object], Principal | Exception] = {}
+        principals: dict[tuple[str, str, str], Principal | Exception] = {}
         planned: list[tuple[int, Principal, devices.Plan]] = []
         async with self._transaction() as session:
             for i in order:
@@ -156,7 +158,7 @@ class DeviceService:
     @staticmethod
     async def _principal(
         session: AsyncSession,
-        known: dict[tuple[str, object, object], Principal | Exception],
+        known: dict[tuple[str, str, str], Principal | Exception],
         request: Request,
     ) -> Principal:
         """Credentials checked once per transaction (the key is read afresh by each one, so
@@ -198,7 +200,7 @@ class DeviceService:
         """Register a device an NB-IoT platform pushed, as the enterprise's account on that
         platform; None (nothing created) when the account is gone or its key is revoked."""
         async with self._transaction() as session:
-            account = await nbiot.account(session, prefix, platform)
+            account = await nbiot.account(session, prefix, platform, vault=self._vault)
             if account is None:
                 return None
             return await self._register(session, account.principal, account.prefix, registration)
@@ -208,7 +210,7 @@ class DeviceService:
         None (nothing changed) when the enterprise's account on the platform is gone or its
         key is revoked."""
         async with self._transaction() as session:
-            account = await nbiot.account(session, prefix, platform)
+            account = await nbiot.account(session, prefix, platform, vault=self._vault)
             if account is None:
                 return None
             return await liveness.mark_device_offline(
@@ -222,10 +224,10 @@ class DeviceService:
 
     async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
         async with self._database.read_session() as session:
-            return await nbiot.account(session, prefix, platform)
+            return await nbiot.account(session, prefix, platform, vault=self._vault)
 
     async def register_many(
-        self, prefix: str, registrations: Sequence[Registration], *, key: object, secret: object
+        self, prefix: str, registrations: Sequence[Registration], *, key: str, secret: str
     ) -> list[Registered | Refused]:
         """Register up to ``MAX_BATCH`` devices in one transaction, one result each: a device
         that is refused does not keep the others from registering."""

@@ -7,17 +7,28 @@ import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import migrations
+from app.main import create_app
 from app.registry.history import record_at
+from app.settings import Settings
 from app.storage import history as history_repo
-from app.storage.models import HandleRow
-from tests.conftest import _create_pg_database, _drop_pg_database
+from app.storage.models import HandleRow, NbiotPlatform
+from gateways.nbiot.onenet import signature
+from tests.conftest import (
+    OPERATOR_TOKEN,
+    _create_pg_database,
+    _drop_pg_database,
+    bearer,
+    create_enterprise,
+)
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 UPDATED = datetime(2026, 2, 1, tzinfo=UTC)
@@ -92,6 +103,79 @@ def test_identifiers_that_exist_get_history_and_references(backend: str, tmp_pat
         assert before is None  # history starts at the last change it knew of
         command.downgrade(config, "base")
         command.upgrade(config, "head")
+    finally:
+        if pg_name:
+            asyncio.run(_drop_pg_database(pg_name))
+
+
+async def _platform_tokens(url: str) -> list[str | None]:
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        tokens = list((await conn.execute(select(NbiotPlatform.token))).scalars())
+    await engine.dispose()
+    return tokens
+
+
+async def _configure_onenet(url: str, token: str) -> dict[str, Any]:
+    settings = Settings(database_url=url, admin_token=OPERATOR_TOKEN)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+            plant = await create_enterprise(http, "Sealed Plant")
+            key = await http.post(
+                f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
+                json={"name": "nb"},
+                headers=bearer(plant),
+            )
+            put = await http.put(
+                f"/api/v1/enterprises/{plant['prefix']}/nbiot/onenet",
+                json={"provisionKey": key.json()["key"], "token": token},
+                headers=bearer(plant),
+            )
+            assert put.status_code == 200, put.text
+    return plant
+
+
+async def _onenet_check(url: str, prefix: str, token: str) -> int:
+    """The answer to a OneNET URL check signed with ``token``."""
+    application = create_app(Settings(database_url=url, admin_token=OPERATOR_TOKEN))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+            query = {"msg": "hello", "nonce": "abc", "signature": signature(token, "abc", "hello")}
+            answer = await http.get(f"/api/v1/ingest/onenet/{prefix}", params=query)
+    return answer.status_code
+
+
+def test_platform_tokens_are_sealed_at_rest_and_the_migration_reverses(
+    backend: str, tmp_path: Path
+) -> None:
+    pg_name = None
+    if backend == "postgresql":
+        pg_name = f"idnode_migration_{os.getpid()}_{secrets.token_hex(3)}"
+        url = asyncio.run(_create_pg_database(pg_name))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'sealed.db'}"
+    token = "onenet-push-token-" + secrets.token_hex(4)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "head")
+        plant = asyncio.run(_configure_onenet(url, token))
+        [stored] = asyncio.run(_platform_tokens(url))
+        assert stored is not None
+        assert token not in stored
+        assert stored.startswith("v1.")
+        assert asyncio.run(_onenet_check(url, plant["prefix"], token)) == 200
+
+        command.downgrade(config, "0007")  # plain text again, as 0007 kept it
+        assert asyncio.run(_platform_tokens(url)) == [token]
+        command.upgrade(config, "head")  # existing plain tokens are sealed
+        [resealed] = asyncio.run(_platform_tokens(url))
+        assert resealed is not None
+        assert token not in resealed
+        assert asyncio.run(_onenet_check(url, plant["prefix"], token)) == 200
+        assert asyncio.run(_onenet_check(url, plant["prefix"], "wrong")) == 403
     finally:
         if pg_name:
             asyncio.run(_drop_pg_database(pg_name))

@@ -118,7 +118,9 @@ def test_logs_are_json_with_request_ids_and_no_secrets(tmp_path: Path) -> None:
         assert secret not in output
     lines = log_lines(node)
     failures = [line for line in lines if line["event"] == "auth.failed"]
-    assert {line["request_id"] for line in failures} == {"probe-42", generated}
+    # One line per burst of failures from an address (the first of them), per process.
+    assert "probe-42" in {line["request_id"] for line in failures}
+    assert {line["request_id"] for line in failures} <= {"probe-42", generated}
     assert all(line["level"] == "info" and "time" in line for line in failures)
     assert any(line["event"] == "gateways.mqtt.reconnecting" for line in lines)
     # No access log: the resolve left no line of its own.

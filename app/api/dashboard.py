@@ -9,7 +9,6 @@ token never appears in the page or a URL.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -24,11 +23,11 @@ from app.dashboard import Dashboard
 from app.dashboard.sampler import Listener
 from app.dashboard.sessions import COOKIE
 from app.dashboard.snapshot import chart_point
-from app.errors import AuthenticationFailed, RequestTooLarge
+from app.errors import AuthenticationFailed, RequestTooLarge, TooManyAttempts
 from app.node import Node
+from app.throttle import token_credential
 
 router = APIRouter(tags=["Dashboard"], include_in_schema=False)
-log = logging.getLogger("app.api.dashboard")
 
 # Everything the page loads comes from the node itself; uPlot styles its elements through
 # the DOM (allowed), never with inline <style> or style="" (which this forbids).
@@ -92,6 +91,14 @@ async def login(request: Request, node: NodeDep, dashboard: DashboardDep) -> Res
     token = (form.get("token") or [""])[0].strip()
     if not token:
         return _page(node, "dashboard_login.html", 401, error="Enter the operator token.")
+    address = request.client.host if request.client else None
+    credential = token_credential(token)  # never the token itself
+    try:
+        node.attempts.check("dashboard", address=address, credential=credential)
+    except TooManyAttempts as exc:
+        refused = _page(node, "dashboard_login.html", 429, error=exc.message)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     try:
         async with node.database.read_session() as session:
             principal = await authenticate(
@@ -100,8 +107,9 @@ async def login(request: Request, node: NodeDep, dashboard: DashboardDep) -> Res
     except AuthenticationFailed:
         principal = None
     if principal is None or not principal.is_operator:
-        client = request.client.host if request.client else None
-        log.info("dashboard.login_refused", extra={"client": client})  # never the token
+        node.attempts.failed(
+            "dashboard", address=address, credential=credential, reason="not the operator token"
+        )
         return _page(
             node,
             "dashboard_login.html",

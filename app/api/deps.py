@@ -9,8 +9,14 @@ import orjson
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import ANONYMOUS, Principal, authenticate
-from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied, RequestTooLarge
+from app.auth import ANONYMOUS, Principal, authenticate, claimed
+from app.errors import (
+    AuthenticationFailed,
+    AuthenticationRequired,
+    InvalidRequest,
+    PermissionDenied,
+    RequestTooLarge,
+)
 from app.node import Node
 from app.storage.invalidation import evict_touched
 
@@ -27,8 +33,15 @@ async def caller(request: Request, node: NodeDep) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         return ANONYMOUS
-    async with node.database.read_session() as session:
-        return await authenticate(session, header, operator_token=node.operator_token)
+    address = request.client.host if request.client else None
+    credential = claimed(header)
+    node.attempts.check("http", address=address, credential=credential)
+    try:
+        async with node.database.read_session() as session:
+            return await authenticate(session, header, operator_token=node.operator_token)
+    except AuthenticationFailed as exc:
+        node.attempts.failed("http", address=address, credential=credential, reason=exc.message)
+        raise
 
 
 CallerDep = Annotated[Principal, Depends(caller)]

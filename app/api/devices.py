@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
 from app.registry import lorawan, nbiot, provisioning
+from app.vault import Vault
 
 router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])
 
@@ -106,10 +107,16 @@ async def configure_platform(
     payload: PlatformAccount,
     principal: CallerDep,
     session: WriteSession,
+    node: NodeDep,
 ) -> dict[str, object]:
     """Accept pushes from an NB-IoT platform (onenet or ctwing) at
     /api/v1/ingest/{platform}/{prefix}, registering devices by IMEI."""
     owner_or_operator(principal, prefix)
     return await nbiot.configure(
-        session, prefix, platform, provision_key=payload.provisionKey, token=payload.token
+        session,
+        prefix,
+        platform,
+        provision_key=payload.provisionKey,
+        token=payload.token,
+        vault=Vault(node.settings.node_key_file),
     )

@@ -58,9 +58,7 @@ def _headers(exc: IdnodeError) -> dict[str, str] | None:
 
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IdnodeError)
-    count_answer(exc.status)
-    if isinstance(exc, node.AuthenticationFailed):  # worth a line: someone may be guessing
-        log.info("auth.failed", extra={"path": request.url.path, "reason": exc.message})
+    count_answer(exc.status)  # failed authentication is logged per burst by app.throttle
     return error_response(request, exc)
 
 

@@ -1,5 +1,6 @@
 """``/metrics`` (Prometheus), ``/healthz`` (the process serves) and ``/readyz`` (its database
-and broker answer): what a scraper, a load balancer and Kubernetes probes ask."""
+and broker answer, no task keeps failing): what a scraper, a load balancer and Kubernetes
+probes ask."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The node can do its work: database (and broker, when configured) reachable",
+    summary="The node can do its work: database (and broker, when configured) reachable, "
+    "no long-lived task failing",
     responses={503: {"description": '{"status": "unavailable", "reasons": [...]}'}},
 )
 async def readyz(request: Request, node: NodeDep) -> Any:
@@ -55,6 +57,7 @@ async def readyz(request: Request, node: NodeDep) -> Any:
     broker = _broker_problem(request, node)
     if broker is not None:
         reasons.append(broker)
+    reasons += request.app.state.supervisor.failing()
     if reasons:
         body = orjson.dumps({"status": "unavailable", "reasons": reasons})
         return Response(body, 503, media_type="application/json")

@@ -1,10 +1,9 @@
 """The reporting part of the lifespan: the node key, this process's statistics sampler and,
-when ``IDNODE_UPSTREAM_REPORT_URL`` is set, the outbox delivery; named tasks, cancelled and
-awaited on shutdown."""
+when ``IDNODE_UPSTREAM_REPORT_URL`` is set, the outbox delivery; named tasks under the
+supervisor, cancelled and awaited on shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from app.reporting.keys import NodeKey, load_or_create
 from app.reporting.statistics import StatisticsSampler
 from app.settings import Settings
 from app.storage.database import Database
+from app.supervisor import Supervisor
 from resolver.cache import ResolverCache
 
 log = logging.getLogger("app.reporting")
@@ -37,42 +37,30 @@ class Reporting:
 
 @contextlib.asynccontextmanager
 async def reporting(
-    settings: Settings, database: Database, cache: ResolverCache
+    settings: Settings, database: Database, cache: ResolverCache, supervisor: Supervisor
 ) -> AsyncIterator[Reporting]:
     """Load (or create) the node key, start the statistics sampler and, with a report URL,
-    the delivery; on exit stop both and write this process's last sample."""
+    the delivery (under ``supervisor``); on exit stop both and write this process's last
+    sample."""
     key = load_or_create(settings.node_key_file)
     sampler = StatisticsSampler(
         database, cache, interval=settings.report_stats_interval, name=process_name()
     )
-    tasks = [asyncio.create_task(sampler.run(), name="app.reporting.statistics")]
-    tasks[0].add_done_callback(_said_if_failed)
+    running = [supervisor.start("app.reporting.statistics", sampler.run)]
     async with contextlib.AsyncExitStack() as stack:
         reporter = None
         if settings.upstream_report_url:
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=POST_TIMEOUT))
             reporter = Reporter(database, settings, key, http=http)
-            tasks.append(asyncio.create_task(reporter.run(), name="app.reporting.delivery"))
-            tasks[-1].add_done_callback(_said_if_failed)
+            running.append(supervisor.start("app.reporting.delivery", reporter.run))
         try:
             yield Reporting(key, reporter, sampler)
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for supervised in running:
+                await supervised.stop()
             try:
                 await sampler.sample()  # this process's uptime up to now
                 if reporter is not None:
                     await reporter.release()
             except (DatabaseUnavailable, SQLAlchemyError) as exc:
                 log.warning("app.reporting.shutdown_write_failed", extra={"reason": str(exc)[:200]})
-
-
-def _said_if_failed(task: asyncio.Task[None]) -> None:
-    # The loops handle what they expect; anything else ends them, and must not go unnoticed
-    # until shutdown.
-    if not task.cancelled() and task.exception() is not None:
-        log.error(
-            "app.reporting.task_failed", extra={"task": task.get_name()}, exc_info=task.exception()
-        )

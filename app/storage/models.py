@@ -264,14 +264,15 @@ class NbiotPlatform(Base):
     """An enterprise's account on an NB-IoT platform (OneNET, CTWing) pushing to the node.
 
     ``token`` is the push token the platform signs with (OneNET: md5 over token + nonce +
-    message), so it is kept as given: a signature cannot be checked against a digest.
+    message): a signature cannot be checked against a digest, so it is kept encrypted with a
+    key derived from the node key (``app/vault.py``), never in plain text.
     """
 
     __tablename__ = "nbiot_platforms"
 
     prefix: Mapped[str] = mapped_column(String(64), primary_key=True)
     platform: Mapped[str] = mapped_column(String(16), primary_key=True)  # onenet | ctwing
-    token: Mapped[str | None] = mapped_column(String(128))
+    token: Mapped[str | None] = mapped_column(String(512))  # sealed, see app/vault.py
     provisioning_key_id: Mapped[int] = mapped_column(ForeignKey("provisioning_keys.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -26,6 +26,7 @@ from gateways.devices import DeviceService
 from gateways.mqtt.heartbeats import HeartbeatBatcher
 from gateways.mqtt.stats import Counters
 from resolver.errors import IdnodeError
+from resolver.text import first_problem
 
 log = logging.getLogger("gateways.lorawan")
 KINDS = ("join", "up", "status")
@@ -102,6 +103,8 @@ class ChirpStackEvents:
             raise node.InvalidRequest(f"event is not JSON: {exc}") from exc
         if not isinstance(event, dict):
             raise node.InvalidRequest("event is not a JSON object")
+        if (found := first_problem(event, "event")) is not None:
+            raise node.InvalidRequest(found)
         return event
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""The MQTT device gateway: one named task that connects, subscribes and serves devices.
+"""The MQTT device gateway: named tasks (run by ``app.supervisor``) that connect, subscribe
+and serve devices.
 
 It reconnects inside ``while True`` catching only ``aiomqtt.MqttError`` with capped back-off.
 Registrations are queued and taken in batches by IDNODE_MQTT_CONCURRENCY workers, one
@@ -24,6 +25,7 @@ from app.registry import clock
 from app.registry.devices import Registered
 from app.registry.liveness import Heartbeat
 from app.settings import Settings
+from app.throttle import AttemptLimiter
 from gateways.devices import DeviceService, Refused, Request
 from gateways.mqtt import protocol
 from gateways.mqtt.connection import BrokerAddress, client_for
@@ -54,6 +56,11 @@ class MqttGateway:
         self.counters = Counters()
         self.connected = asyncio.Event()
         self.topics = Topics(settings.mqtt_topic_root, settings.mqtt_shared_group)
+        # The broker does not tell a client's address: wrong credentials count per key.
+        self.attempts = AttemptLimiter(
+            per_address=settings.auth_failures_per_address,
+            per_credential=settings.auth_failures_per_credential,
+        )
         self._settings = settings
         self._handlers: list[tuple[str, Handler]] = []
         self._client = client_for(address, settings)
@@ -71,14 +78,19 @@ class MqttGateway:
             on_unknown=self._unknown_devices,
         )
 
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.heartbeats.run(), name="gateways.mqtt.heartbeats")
-            for n in range(self._settings.mqtt_concurrency):
-                tasks.create_task(
-                    self._registration_worker(), name=f"gateways.mqtt.registrations-{n}"
-                )
-            tasks.create_task(self._serve(), name="gateways.mqtt.connection")
+    def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """The gateway's long-lived tasks by name, for the supervisor to run (and restart
+        one that crashes): the heartbeat flusher, the registration workers, and last the
+        connection that feeds them."""
+        workers = {
+            f"gateways.mqtt.registrations-{n}": self._registration_worker
+            for n in range(self._settings.mqtt_concurrency)
+        }
+        return {
+            "gateways.mqtt.heartbeats": self.heartbeats.run,
+            **workers,
+            "gateways.mqtt.connection": self._serve,
+        }
 
     async def _serve(self) -> None:
         backoff = 0.2
@@ -110,7 +122,7 @@ class MqttGateway:
     async def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         route = self.topics.route(message.topic.value)
         if route is not None and route.action == "heartbeat":
-            await self._heartbeat(client, message, route)
+            await self._guarded(self._heartbeat(client, message, route), client, message)
             return
         if route is not None and route.action == "register":
             await self._registrations.put((client, message, route))
@@ -123,9 +135,26 @@ class MqttGateway:
                 return  # our own replies, or another application's traffic
             work = handler(message)
         await self._slots.acquire()
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._guarded(work, client, message, reply=route is not None))
         self._running.add(task)
         task.add_done_callback(self._finished)
+
+    async def _guarded(
+        self,
+        work: Coroutine[Any, Any, None],
+        client: aiomqtt.Client,
+        message: aiomqtt.Message,
+        *,
+        reply: bool = True,
+    ) -> None:
+        """Handle one message; if the handler fails in a way nobody foresaw, the message is
+        answered ``rejected`` (InternalError) and dropped: never retried, never a stop."""
+        try:
+            await work
+        except Exception as exc:  # whatever it was, it ends with this message
+            self._failed(exc, message.topic.value)
+            if reply:
+                await self._reject(client, message, None, exc)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -152,23 +181,18 @@ class MqttGateway:
                 body = protocol.decode(
                     _bytes(message.payload), limit=self._settings.mqtt_max_payload
                 )
-                request = Request(
-                    protocol.canonical_prefix(route.prefix),
-                    body.get("provisionKey"),
-                    body.get("provisionSecret"),
-                    protocol.registration(body, route.name),
-                )
+                key, secret = protocol.credentials(body)
+                prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
+                self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
+                request = Request(prefix, key, secret, protocol.registration(body, route.name))
                 valid.append((client, message, body, request))
             except DomainError as exc:
                 replies.append(self._reject(client, message, protocol.request_id(body), exc))
-        results: Sequence[Registered | Refused]
-        try:
-            results = await self.devices.register_each([v[3] for v in valid])
-        except (node.DatabaseUnavailable, SQLAlchemyError, OSError) as exc:  # devices retry
-            results = [Refused(v[3].registration.hardware_id, exc) for v in valid]
-        for (client, message, body, _), result in zip(valid, results, strict=True):
+        results = await self._registered([v[3] for v in valid])
+        for (client, message, body, request), result in zip(valid, results, strict=True):
             request_id = protocol.request_id(body)
             if isinstance(result, Refused):
+                self._throttle(request.prefix, request.key, result.error)
                 replies.append(self._reject(client, message, request_id, result.error))
                 continue
             self._count(result)
@@ -183,16 +207,21 @@ class MqttGateway:
         try:
             payload = _bytes(message.payload)
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload)
-            prefix = protocol.canonical_prefix(route.prefix)
-            key, secret = body.get("provisionKey"), body.get("provisionSecret")
-            reply = await self._register_batch(body, prefix, route.name, key, secret)
+            prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
+            key, secret = protocol.credentials(body)
+            self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
+            try:
+                reply = await self._register_batch(body, prefix, route.name, key, secret)
+            except node.AuthenticationFailed as exc:
+                self._throttle(prefix, key, exc)
+                raise
         except MessageError as exc:
             await self._reject(client, message, protocol.request_id(body), exc)
             return
         await self._reply(client, message, "accepted", reply)
 
     async def _register_batch(
-        self, body: dict[str, Any], prefix: str, gateway_id: str, key: object, secret: object
+        self, body: dict[str, Any], prefix: str, gateway_id: str, key: str, secret: str
     ) -> dict[str, Any]:
         entries = body.get("devices")
         if not isinstance(entries, list) or not entries:
@@ -223,6 +252,30 @@ class MqttGateway:
                 )
         return {"requestId": protocol.request_id(body), "results": out}
 
+    async def _registered(self, requests: Sequence[Request]) -> Sequence[Registered | Refused]:
+        """One transaction for ``requests``; when it fails in a way nobody foresaw, each is
+        tried alone, so only the message that broke it is refused (InternalError)."""
+        try:
+            return await self.devices.register_each(requests)
+        except (node.DatabaseUnavailable, SQLAlchemyError, OSError) as exc:  # devices retry
+            return [Refused(r.registration.hardware_id, exc) for r in requests]
+        except Exception as exc:
+            if len(requests) == 1:
+                self._failed(exc, requests[0].registration.hardware_id)
+                return [Refused(requests[0].registration.hardware_id, exc)]
+        return [result for r in requests for result in await self._registered([r])]
+
+    def _throttle(self, prefix: str, key: str, error: Exception) -> None:
+        """Count wrong provisioning credentials: a key guessed at is refused for a while."""
+        if isinstance(error, node.AuthenticationFailed):
+            credential = f"{prefix}/{key}"
+            self.attempts.failed("mqtt", address=None, credential=credential, reason=error.message)
+
+    def _failed(self, error: Exception, where: str) -> None:
+        """A handler fault: logged with its traceback at once, counted, the message dropped."""
+        self.counters.handler_failures += 1
+        log.error("gateways.mqtt.handler_failed", extra={"about": where}, exc_info=error)
+
     def _count(self, done: Registered) -> None:
         if done.created:
             self.counters.registered += 1
@@ -235,7 +288,7 @@ class MqttGateway:
         try:
             payload = _bytes(message.payload)
             body = protocol.decode(payload, limit=self._settings.mqtt_max_payload, optional=True)
-            prefix = protocol.canonical_prefix(route.prefix)
+            prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
             beat = protocol.heartbeat(prefix, route.name, body, clock.now())
         except DomainError as exc:
             await self._reject(client, message, None, exc)

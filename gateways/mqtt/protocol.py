@@ -24,6 +24,7 @@ from app.registry.liveness import Heartbeat, battery_level
 from resolver import errors as handle
 from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_prefix
+from resolver.text import first_problem, problem
 
 
 class MalformedMessage(node.InvalidRequest):
@@ -94,6 +95,15 @@ class Topics:
         return Route(action, prefix, name)
 
 
+def checked(route: Route) -> Route:
+    """``route`` when its topic levels are text that may be stored (a gateway id is)."""
+    kind = "gateway id" if route.action == "gateway-register" else "hardwareId"
+    for name, level in (("prefix", route.prefix), (kind, route.name)):
+        if (found := first_problem(level, f"{name} in the topic")) is not None:
+            raise MalformedMessage(found)
+    return route
+
+
 def canonical_prefix(prefix: str) -> str:
     try:
         return parse_prefix(prefix)
@@ -113,12 +123,38 @@ def decode(payload: bytes, *, limit: int, optional: bool = False) -> dict[str, A
         raise MalformedMessage(f"message is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise MalformedMessage("message must be a JSON object")
+    for name, value in body.items():
+        if (found := problem(name)) is not None:
+            raise MalformedMessage(f"a member name {found}")
+        if (found := first_problem(value, name)) is not None:
+            raise MalformedMessage(found)
     return body
 
 
 def request_id(body: dict[str, Any] | None) -> str | None:
     value = (body or {}).get("requestId")
-    return value if isinstance(value, str) and len(value) <= 200 else None
+    fits = isinstance(value, str) and len(value) <= 200 and problem(value) is None
+    return value if fits else None
+
+
+def credentials(body: dict[str, Any]) -> tuple[str, str]:
+    """``provisionKey`` and ``provisionSecret``: strings, or the message is malformed."""
+    key, secret = body.get("provisionKey"), body.get("provisionSecret")
+    if not isinstance(key, str):
+        raise MalformedMessage(f"provisionKey must be a string, not {_json_type(key)}")
+    if not isinstance(secret, str):
+        raise MalformedMessage(f"provisionSecret must be a string, not {_json_type(secret)}")
+    return key, secret
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null (or missing)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def registration(
@@ -126,7 +162,7 @@ def registration(
 ) -> Registration:
     kind = body.get("hardwareIdType")
     if not isinstance(kind, str):
-        raise MalformedMessage("hardwareIdType is required: serial, mac, imei or deveui")
+        raise MalformedMessage("hardwareIdType must be a string: serial, mac, imei or deveui")
     if not isinstance(hardware_id, str):
         raise node.InvalidHardwareId("hardwareId must be a string")
     attributes = body.get("attributes", {})

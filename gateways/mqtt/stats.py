@@ -21,6 +21,7 @@ class Counters:
     lorawan_duplicates: int = 0  # events with a deduplicationId seen before
     lorawan_unmapped: int = 0  # events of applications no enterprise mapped
     reply_failures: int = 0  # replies lost because the connection dropped
+    handler_failures: int = 0  # messages a handler failed on (answered InternalError, dropped)
 
     def as_json(self) -> dict[str, int]:
         return asdict(self)

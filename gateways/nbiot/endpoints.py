@@ -3,12 +3,15 @@
 ``GET/POST /api/v1/ingest/onenet/{prefix}`` and ``POST /api/v1/ingest/ctwing/{prefix}``:
 the signature (OneNET) or token (CTWing ``?token=``) is checked, the push is kept in the
 database's ingest queue, and the answer is 200 once that is committed (milliseconds); a bad
-signature is 403, a full queue 503 with ``Retry-After`` (the platform retries).
+signature is 403 (429 once an address or account has failed too often, ``app.throttle``), a
+full queue 503 with ``Retry-After`` (the platform retries).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -16,6 +19,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.errors import IngestQueueFull, InvalidRequest, PermissionDenied, RequestTooLarge
 from app.registry.nbiot import PlatformAccount
+from app.throttle import AttemptLimiter
 from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent
 from gateways.nbiot.ingest import IngestQueue
@@ -37,6 +41,21 @@ async def _account(request: Request, prefix: str, platform: str) -> PlatformAcco
             f"prefix {prefix} has no {platform} account configured (or its key is revoked)"
         )
     return account
+
+
+@contextmanager
+def _throttled(request: Request, platform: str, prefix: str) -> Iterator[None]:
+    """A wrong signature or token is a failed authentication (throttled per client address
+    and per platform account, ``app.throttle``)."""
+    limiter: AttemptLimiter = request.app.state.node.attempts
+    address = request.client.host if request.client else None
+    credential = f"{prefix}/{platform}"
+    limiter.check(platform, address=address, credential=credential)
+    try:
+        yield
+    except PermissionDenied as exc:
+        limiter.failed(platform, address=address, credential=credential, reason=exc.message)
+        raise
 
 
 async def _body(request: Request) -> bytes:
@@ -61,26 +80,30 @@ async def onenet_verification(
     prefix: str, request: Request, msg: str, nonce: str, signature: str
 ) -> PlainTextResponse:
     """OneNET's URL check: answers ``msg`` when the signature matches the enterprise's token."""
-    account = await _account(request, prefix, "onenet")
-    assert account.token is not None
-    return PlainTextResponse(onenet.verify_url(account.token, msg=msg, nonce=nonce, sent=signature))
+    with _throttled(request, "onenet", prefix):
+        account = await _account(request, prefix, "onenet")
+        assert account.token is not None
+        answer = onenet.verify_url(account.token, msg=msg, nonce=nonce, sent=signature)
+    return PlainTextResponse(answer)
 
 
 @router.post("/onenet/{prefix}")
 async def onenet_push(prefix: str, request: Request) -> Response:
     """A OneNET data (type 1) or online/offline (type 2) push, signed with the token."""
-    account = await _account(request, prefix, "onenet")
-    assert account.token is not None
-    event = onenet.parse_push(await _body(request), account.token)
+    with _throttled(request, "onenet", prefix):
+        account = await _account(request, prefix, "onenet")
+        assert account.token is not None
+        event = onenet.parse_push(await _body(request), account.token)
     return await _queued(request, account, event)
 
 
 @router.post("/ctwing/{prefix}")
 async def ctwing_push(prefix: str, request: Request, token: str | None = None) -> Response:
     """A CTWing subscription push (``dataReport``, online/offline report)."""
-    account = await _account(request, prefix, "ctwing")
-    if account.token is not None and not hmac.compare_digest(account.token, token or ""):
-        raise PermissionDenied("CTWing push: the token in the URL does not match")
+    with _throttled(request, "ctwing", prefix):
+        account = await _account(request, prefix, "ctwing")
+        if account.token is not None and not hmac.compare_digest(account.token, token or ""):
+            raise PermissionDenied("CTWing push: the token in the URL does not match")
     try:
         body = orjson.loads(await _body(request))
     except orjson.JSONDecodeError as exc:

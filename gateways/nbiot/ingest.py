@@ -190,6 +190,10 @@ class IngestQueue:
             self.failed += 1
             log.warning("gateways.nbiot.failed", extra={**where, "error": str(exc)})
             return True
+        except Exception:  # a push the handler fails on is dropped, never retried forever
+            self.failed += 1
+            log.exception("gateways.nbiot.handler_failed", extra=where)
+            return True
         if not applied:
             self.failed += 1
             log.warning("gateways.nbiot.account_gone", extra=where)

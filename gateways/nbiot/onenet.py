@@ -15,6 +15,7 @@ from typing import Any
 
 from app.errors import InvalidRequest, PermissionDenied
 from gateways.nbiot.events import PlatformEvent
+from resolver.text import first_problem
 
 NB_IOT_LOGIN = 10
 
@@ -70,7 +71,8 @@ def _skip(text: str, position: int) -> int:
 
 
 def parse_push(raw: bytes, token: str) -> PlatformEvent | None:
-    """The device event of a signed push; None for pushes that say nothing about liveness."""
+    """The device event of a signed push; None for pushes that say nothing about liveness.
+    A push naming no device by IMEI, or carrying text that cannot be stored, is refused."""
     members = _members(raw.decode("utf-8", errors="strict"))
     msg, msg_text = members.get("msg", (None, ""))
     nonce = members.get("nonce", (None, ""))[0]
@@ -88,9 +90,12 @@ def parse_push(raw: bytes, token: str) -> PlatformEvent | None:
             raise InvalidRequest("OneNET msg is not JSON") from exc
     if not isinstance(msg, dict):
         raise InvalidRequest("OneNET msg must be an object")
+    if (found := first_problem(msg, "msg")) is not None:
+        raise InvalidRequest(found)
     imei = msg.get("imei")
-    if not isinstance(imei, str):
-        return None  # not an NB-IoT device reported by IMEI
+    if not isinstance(imei, str) or not imei:
+        # The node registers NB-IoT devices by IMEI: a push naming none is not for it.
+        raise InvalidRequest("msg.imei is required: the device's IMEI, as a string")
     details = {k: msg[k] for k in ("dev_id", "ds_id", "value", "at") if k in msg}
     if msg.get("type") == 2:
         kind = "online" if msg.get("status") == 1 else "offline"

@@ -41,7 +41,7 @@ async def test_without_a_session_the_dashboard_is_a_login_form(client: httpx.Asy
 async def test_a_wrong_token_shows_the_form_again_with_401(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="app.api.dashboard")
+    caplog.set_level(logging.INFO, logger="app.throttle")
     for token in ("not-the-token", ""):
         answer = await log_in(client, token)
         assert answer.status_code == 401
@@ -49,7 +49,7 @@ async def test_a_wrong_token_shows_the_form_again_with_401(
         assert "Wrong token" in answer.text or "Enter the operator token" in answer.text
         assert COOKIE not in answer.headers.get("set-cookie", "")
     assert "chart-resolutions" not in (await client.get("/dashboard")).text
-    assert "dashboard.login_refused" in caplog.messages
+    assert "auth.failed" in caplog.messages
     assert "not-the-token" not in caplog.text
 
 

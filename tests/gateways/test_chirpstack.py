@@ -181,3 +181,23 @@ async def test_malformed_event_is_counted_and_the_loop_goes_on(
     await until(gateway_app, malformed=1)
     await publish(device, chirpstack_root, "join.json")
     await until(gateway_app, registered=1)
+
+
+async def test_event_with_control_characters_is_malformed_and_creates_nothing(
+    device: Device,
+    enterprise: dict[str, Any],
+    http: httpx.AsyncClient,
+    gateway_app: Any,
+    chirpstack_root: str,
+) -> None:
+    await map_application(http, enterprise)
+    event = fixture_json("chirpstack/join.json")
+    event["deviceInfo"]["deviceProfileName"] = "class\x00a"
+    info = event["deviceInfo"]
+    topic = f"{chirpstack_root}/application/{info['applicationId']}/device/{info['devEui']}"
+    await device.client.publish(f"{topic}/event/join", orjson.dumps(event), qos=1)
+    await until(gateway_app, malformed=1)
+    handle = f"{enterprise['prefix']}/DEV-deveui-A84041000181C2F7"
+    assert (await http.get(f"/api/handles/{handle}")).status_code == 404
+    await publish(device, chirpstack_root, "join.json")
+    await until(gateway_app, registered=1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
+from app.settings import Settings
+from gateways.nbiot import onenet
 from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer, create_enterprise
 from tests.gateways.conftest import fixture_json
@@ -161,3 +164,61 @@ async def test_nbiot_registrations_show_in_metrics(
     after = await scrape(client)
 
     assert grown(before, after, "idnode_registrations_total", channel="nbiot") == 1
+
+
+async def test_ctwing_pushes_that_name_no_device_or_carry_control_characters_are_refused(
+    client: httpx.AsyncClient, plant: dict[str, Any], app: Any
+) -> None:
+    await configure(client, plant, "ctwing", "ctw-secret-1")
+    url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
+    push = fixture_json("ctwing/datareport-decoded.json")
+    del push["IMEI"]
+    cases = [
+        (push, "IMEI"),
+        ({**push, "IMEI": 861234056789020}, "IMEI"),
+        ({**push, "IMEI": ["861234056789020"]}, "IMEI"),
+        ({**push, "IMEI": "86123405678\x00020"}, "push.IMEI: contains the control character"),
+        ({**push, "IMEI": CTWING_IMEI, "deviceId": "a\x00"}, "push.deviceId: contains"),
+        ({**push, "IMEI": CTWING_IMEI, "payload": {"x": "\x1b"}}, "push.payload.x: contains"),
+    ]
+    for body, named in cases:
+        answer = await client.post(url, params={"token": "ctw-secret-1"}, json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert named in answer.json()["detail"]
+    await app.state.nbiot.drained()
+    assert app.state.nbiot.failed == 0  # refused at the door, nothing queued
+
+
+async def test_onenet_pushes_without_imei_or_with_control_characters_are_refused(
+    client: httpx.AsyncClient, plant: dict[str, Any]
+) -> None:
+    push = fixture_json("onenet/data-push.json")
+    await configure(client, plant, "onenet", push["token"])
+    msg = dict(push["body"]["msg"])
+    del msg["imei"]
+    cases = [(msg, "msg.imei"), ({**msg, "imei": ONENET_IMEI, "ds_id": "x\x00"}, "msg.ds_id")]
+    for sent, named in cases:
+        text = json.dumps(sent)
+        nonce = "n0nce"
+        body = {
+            "msg": text,
+            "nonce": nonce,
+            "msg_signature": onenet.signature(push["token"], nonce, text),
+        }
+        answer = await client.post(f"/api/v1/ingest/onenet/{plant['prefix']}", json=body)
+        assert answer.status_code == 400, answer.text
+        assert named in answer.json()["detail"]
+
+
+async def test_wrong_push_tokens_are_throttled(
+    client: httpx.AsyncClient, plant: dict[str, Any], settings: Settings
+) -> None:
+    await configure(client, plant, "ctwing", "ctw-secret-1")
+    url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
+    push = fixture_json("ctwing/datareport-decoded.json")
+    for n in range(settings.auth_failures_per_credential):
+        wrong = await client.post(url, params={"token": f"guess-{n}"}, json=push)
+        assert wrong.status_code == 403
+    right = await client.post(url, params={"token": "ctw-secret-1"}, json=push)
+    assert right.status_code == 429
+    assert right.headers["Retry-After"] == "60"

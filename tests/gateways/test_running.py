@@ -90,3 +90,26 @@ def test_no_broker_leaves_the_port_alone(tmp_path: Path) -> None:
         assert GATEWAY_OFF not in log
     finally:
         node.stop()
+
+
+async def test_serve_keeps_registering_after_hostile_messages(tmp_path: Path) -> None:
+    port = free_port()
+    node = serve(tmp_path, port)
+    try:
+        plant = await enterprise_with_key(node.url)
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            device = Device(client, "idnode/v1", plant["prefix"])
+            hostile = [
+                (device.topic("SN-1"), {**register_body(plant), "provisionKey": ["x"]}),
+                (device.topic("SN-2"), {**register_body(plant), "provisionSecret": {"a": 1}}),
+                (device.topic("SN-3"), register_body(plant, attributes={"model": "a\x00b"})),
+                (device.topic("SN\x01X"), register_body(plant)),  # amqtt lets this through
+            ]
+            for topic, body in hostile:
+                outcome, reply = await device.request(topic, body)
+                assert (outcome, reply["errorCode"]) == ("rejected", "MalformedMessage"), reply
+            outcome, reply = await device.request(device.topic("SN-OK"), register_body(plant))
+        assert outcome == "accepted", reply
+        assert "Traceback" not in node.log.read_text()
+    finally:
+        node.stop()

@@ -1,0 +1,85 @@
+"""The supervisor: a crashed task is logged, counted, restarted, and reported when it keeps
+failing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from app.supervisor import FAILING_AFTER, Supervisor
+from tests.app.test_metrics import scrape, value
+from tests.conftest import _empty_tables
+
+
+class Flaky:
+    """A loop that crashes on its first ``crashes`` runs, then runs until cancelled."""
+
+    def __init__(self, crashes: int) -> None:
+        self.runs = 0
+        self.crashes = crashes
+        self.steady = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs <= self.crashes:
+            raise RuntimeError(f"crash {self.runs}")
+        self.steady.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_crashed_task_is_logged_restarted_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor(max_backoff=0.01)
+    flaky = Flaky(crashes=2)
+    with caplog.at_level(logging.ERROR, logger="app.supervisor"):
+        supervised = supervisor.start("test.flaky", flaky.run)
+        await asyncio.wait_for(flaky.steady.wait(), 5)
+    try:
+        assert flaky.runs == 3
+        assert supervised.restarts == 2
+        crashes = [r for r in caplog.records if r.getMessage() == "app.supervisor.task_crashed"]
+        assert len(crashes) == 2
+        assert crashes[0].exc_info is not None  # with its traceback
+        assert str(crashes[0].exc_info[1]) == "crash 1"
+        assert supervisor.failing() == []  # two crashes are not "keeps failing"
+    finally:
+        await supervised.stop()
+    assert supervised.task is not None
+    assert supervised.task.done()
+
+
+@pytest.fixture
+async def node(settings: Settings) -> AsyncIterator[Any]:
+    await _empty_tables(settings.database_url)
+    application = create_app(settings.model_copy(update={"task_max_backoff": 0.01}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_a_task_that_keeps_failing_makes_the_node_unready(node: Any) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=node), base_url="http://idnode.test"
+    ) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        before = value(await scrape(client), "idnode_task_restarts_total", task="test.broken")
+        broken = Flaky(crashes=10**9)
+        supervised = node.state.supervisor.start("test.broken", broken.run)
+        try:
+            async with asyncio.timeout(10):
+                while supervised.restarts < FAILING_AFTER:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert any("test.broken" in reason for reason in ready.json()["reasons"])
+            after = value(await scrape(client), "idnode_task_restarts_total", task="test.broken")
+            assert after - before >= FAILING_AFTER
+        finally:
+            await supervised.stop()
