@@ -130,7 +130,7 @@ async def batch_update(
         await identifiers.update(session, principal, raw, node_prefix=node_prefix)
 
     sent = identifiers.batch_of(body)
-    return answer(await identifiers.each(session, sent, one, _handle_field))
+    return answer(await identifiers.each(session, sent, one))
 
 
 @router.delete("/identityv2/data/batchDelete", summary="Delete up to 2,000 identifiers")
@@ -144,11 +144,7 @@ async def batch_delete(
         await identifiers.delete(session, principal, handle, node_prefix=node_prefix)
 
     sent = identifiers.batch_of(body)
-    return answer(await identifiers.each(session, sent, one, lambda handle: handle))
-
-
-def _handle_field(raw: Any) -> Any:
-    return raw.get("handle") if isinstance(raw, dict) else None
+    return answer(await identifiers.each(session, sent, one))
 
 
 # --- templates (v5, v3 and the older v1 path) ---

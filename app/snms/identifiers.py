@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import InvalidRequest, TemplateViolation
 from app.registry import identifiers as service
-from app.registry.bulk import Batch, Item, Result, register_chunk
+from app.registry.bulk import Batch, Item, Result, authorize, register_chunk
 from app.registry.handles import authorize_write, can_read_restricted, delete_record
 from app.registry.template_definitions import Template
 from app.snms import records, templates
@@ -106,33 +106,41 @@ async def batch_create(
 ) -> tuple[list[SnmsItem], int]:
     """Register each record as the node's batch registration does; (answers, created)."""
     sent = batch_of(body)
+    batch = Batch(principal, node_prefix)
     found: dict[tuple[str, str | None], Template | IdnodeError] = {}
-    items = [await _item(session, principal, found, n, raw) for n, raw in enumerate(sent)]
-    results = await register_chunk(session, Batch(principal, node_prefix), items)
-    answers = [_created(raw, result) for raw, result in zip(sent, results, strict=True)]
-    return answers, sum(1 for r in results if r.get("created"))
+    prepared = [await _item(session, batch, found, n, raw) for n, raw in enumerate(sent)]
+    items = [item for item in prepared if isinstance(item, Item)]
+    results = iter(await register_chunk(session, batch, items))
+    answers = [
+        _answer(raw, item) if isinstance(item, IdnodeError) else _created(raw, next(results))
+        for raw, item in zip(sent, prepared, strict=True)
+    ]
+    return answers, sum(1 for a in answers if a["code"] == SUCCESS)
 
 
 async def _item(
     session: AsyncSession,
-    principal: Principal,
+    batch: Batch,
     found: dict[tuple[str, str | None], Template | IdnodeError],
     position: int,
     raw: Any,
-) -> Item:
-    """The node batch item for one SNMS record, or why it cannot be one."""
+) -> Item | IdnodeError:
+    """The node batch item for one SNMS record, or why it cannot be one. Each template is
+    looked up once, after the caller's right to write under its prefix (so a foreign prefix
+    answers -3, not "no such template")."""
     try:
         record = records.parse_record(raw)
         target = parse_handle(record.handle)
         key = (target.prefix, record.template_version)
         if key not in found:
             try:
-                found[key] = await templates.resolve(session, principal, *key)
+                await authorize(session, batch, target)
+                found[key] = await templates.resolve(session, batch.principal, *key)
             except IdnodeError as exc:
                 found[key] = exc
         template = found[key]
         if isinstance(template, IdnodeError):
-            raise template
+            return template
         body = {
             "handle": str(target),
             "template": template.reference,
@@ -140,35 +148,38 @@ async def _item(
         }
         return Item(position + 1, body)
     except IdnodeError as exc:
-        return Item(position + 1, unreadable=outcome(exc)[1])
+        return exc
 
 
 def _created(raw: Any, result: Result) -> SnmsItem:
-    handle = raw.get("handle") if isinstance(raw, dict) else None
     if "error" not in result:
-        return {"handle": handle, "code": SUCCESS, "msg": "success"}
-    status, message = outcome(_error(result))
-    return {"handle": handle, "code": status, "msg": message}
+        return {"handle": _handle_of(raw), "code": SUCCESS, "msg": "success"}
+    return _answer(raw, _error(result))
+
+
+def _answer(raw: Any, exc: IdnodeError) -> SnmsItem:
+    status, message = outcome(exc)
+    return {"handle": _handle_of(raw), "code": status, "msg": message}
+
+
+def _handle_of(raw: Any) -> Any:
+    return raw.get("handle") if isinstance(raw, dict) else raw
 
 
 async def each(
-    session: AsyncSession,
-    sent: list[Any],
-    operation: Callable[[Any], Awaitable[object]],
-    handle_of: Callable[[Any], Any],
+    session: AsyncSession, sent: list[Any], operation: Callable[[Any], Awaitable[object]]
 ) -> list[SnmsItem]:
-    """Apply ``operation`` to each element in a savepoint of its own, so one failure leaves
-    the others done; one answer per element."""
+    """Apply ``operation`` to each element (a record, or a handle) in a savepoint of its own,
+    so one failure leaves the others done; one answer per element."""
     answers = []
     for raw in sent:
         try:
             async with session.begin_nested():
                 await operation(raw)
         except IdnodeError as exc:
-            status, message = outcome(exc)
-            answers.append({"handle": handle_of(raw), "code": status, "msg": message})
+            answers.append(_answer(raw, exc))
         else:
-            answers.append({"handle": handle_of(raw), "code": SUCCESS, "msg": "success"})
+            answers.append({"handle": _handle_of(raw), "code": SUCCESS, "msg": "success"})
     return answers
 
 

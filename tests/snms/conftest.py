@@ -27,7 +27,8 @@ async def snms_user(
 async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
     answer = await client.post("/identity/token", json={"username": username, "password": password})
     body = answer.json()
-    assert answer.status_code == 200 and body["status"] == 1, body
+    assert answer.status_code == 200
+    assert body["status"] == 1, body
     return {"Authorization": f"Bearer {body['data']['token']}"}
 
 

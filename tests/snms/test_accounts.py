@@ -51,7 +51,8 @@ async def test_an_enterprise_manages_its_users(client: httpx.AsyncClient) -> Non
     users = f"/api/v1/enterprises/{dairy['prefix']}/users"
     await snms_user(client, dairy, "yili-mes")
     by_operator = await client.post(
-        users, json={"username": "88.608.24061301/App_scxt0716", "password": PASSWORD},
+        users,
+        json={"username": "88.608.24061301/App_scxt0716", "password": PASSWORD},
         headers=OPERATOR,
     )
     assert by_operator.status_code == 201
@@ -69,7 +70,8 @@ async def test_an_enterprise_manages_its_users(client: httpx.AsyncClient) -> Non
     short = await client.post(
         users, json={"username": "weak", "password": "123456"}, headers=bearer(dairy)
     )
-    assert short.status_code == 400 and "password" in short.json()["detail"]
+    assert short.status_code == 400
+    assert "password" in short.json()["detail"]
     listed = (await client.get(users, headers=bearer(dairy))).json()
     assert [u["username"] for u in listed] == ["yili-mes", "88.608.24061301/App_scxt0716"]
     assert not any(u["disabled"] for u in listed)
@@ -93,7 +95,9 @@ async def test_plain_login_and_its_failures(client: httpx.AsyncClient) -> None:
     dairy = await create_enterprise(client)
     await snms_user(client, dairy, "yili-mes")
     ok = await token_answer(client, "/identity/token", "yili-mes", PASSWORD)
-    assert ok["status"] == 1 and ok["message"] == "success" and ok["data"]["token"]
+    assert ok["status"] == 1
+    assert ok["message"] == "success"
+    assert ok["data"]["token"]
     for user, password in (("yili-mes", "wrong-password!"), ("nobody", PASSWORD)):
         failed = await token_answer(client, "/identity/token", user, password)
         assert failed == {"status": -2, "message": "用户名/密码错误！", "data": None}
@@ -110,7 +114,12 @@ async def test_hashed_login_takes_the_date_in_china(
     china_today = china_date(moment)
     assert china_today == "2026-03-02"
     path = "/identity/token/v1"
-    for day, status in (("2026-03-02", 1), ("2026-03-01", 1), ("2026-03-03", 1), ("2026-02-27", -2)):
+    for day, status in (
+        ("2026-03-02", 1),
+        ("2026-03-01", 1),
+        ("2026-03-03", 1),
+        ("2026-02-27", -2),
+    ):
         sent = hashed_login(sha256hex(PASSWORD), day)
         assert (await token_answer(client, path, "yili-mes", sent))["status"] == status, day
     plain = await token_answer(client, path, "yili-mes", PASSWORD)
@@ -144,7 +153,8 @@ async def test_tokens_last_24_hours(
     ] == 1
     monkeypatch.setattr(clock, "now", lambda: start + timedelta(hours=24, seconds=1))
     late = await client.get("/snms/api/prefix/query", params=query, headers=headers)
-    assert late.status_code == 200 and late.json()["status"] == -1
+    assert late.status_code == 200
+    assert late.json()["status"] == -1
 
 
 async def test_disabling_or_deleting_a_user_ends_its_tokens(client: httpx.AsyncClient) -> None:
@@ -154,7 +164,8 @@ async def test_disabling_or_deleting_a_user_ends_its_tokens(client: httpx.AsyncC
     user = f"/api/v1/enterprises/{dairy['prefix']}/users/yili-mes"
     query = {"prefix": dairy["prefix"]}
     disabled = await client.patch(user, json={"disabled": True}, headers=bearer(dairy))
-    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert disabled.status_code == 200
+    assert disabled.json()["disabled"] is True
     answer = await client.get("/snms/api/prefix/query", params=query, headers=headers)
     assert answer.json()["status"] == -1
     again = await token_answer(client, "/identity/token", "yili-mes", PASSWORD)
@@ -175,9 +186,12 @@ async def test_prefix_query_shows_only_the_callers_prefixes(
         "/snms/api/prefix/query", params={"prefix": dairy["prefix"]}, headers=dairy["snms"]
     )
     data = mine.json()["data"]
-    assert data["prefix"] == dairy["prefix"] and data["entNameCn"] == "Yili Dairy"
-    assert data["status"] == 1 and len(data["createDate"]) == len("2026-03-01 08:00:00")
+    assert data["prefix"] == dairy["prefix"]
+    assert data["entNameCn"] == "Yili Dairy"
+    assert data["status"] == 1
+    assert len(data["createDate"]) == len("2026-03-01 08:00:00")
     theirs = await client.get(
         "/snms/api/prefix/query", params={"prefix": other["prefix"]}, headers=dairy["snms"]
     )
-    assert theirs.status_code == 200 and theirs.json()["status"] == -3
+    assert theirs.status_code == 200
+    assert theirs.json()["status"] == -3
