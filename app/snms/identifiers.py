@@ -15,6 +15,7 @@ from app.auth import Principal
 from app.errors import InvalidRequest, TemplateViolation
 from app.registry import identifiers as service
 from app.registry.bulk import Batch, Item, Result, authorize, register_chunk
+from app.registry.bulk_load import collector_paused
 from app.registry.handles import authorize_write, can_read_restricted, delete_record
 from app.registry.template_definitions import Template
 from app.snms import records, templates
@@ -108,9 +109,10 @@ async def batch_create(
     sent = batch_of(body)
     batch = Batch(principal, node_prefix)
     found: dict[tuple[str, str | None], Template | IdnodeError] = {}
-    prepared = [await _item(session, batch, found, n, raw) for n, raw in enumerate(sent)]
-    items = [item for item in prepared if isinstance(item, Item)]
-    results = iter(await register_chunk(session, batch, items))
+    with collector_paused():  # as the node's own batches do: see its docstring
+        prepared = [await _item(session, batch, found, n, raw) for n, raw in enumerate(sent)]
+        items = [item for item in prepared if isinstance(item, Item)]
+        results = iter(await register_chunk(session, batch, items))
     answers = [
         _answer(raw, item) if isinstance(item, IdnodeError) else _created(raw, next(results))
         for raw, item in zip(sent, prepared, strict=True)

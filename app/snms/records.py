@@ -15,7 +15,7 @@ from app.errors import InvalidRequest
 from app.registry.template_definitions import Template
 from app.registry.templates import TEMPLATE_INDEX, TEMPLATE_TYPE
 from resolver.record import Record
-from resolver.text import first_problem
+from resolver.text import problem
 
 MAX_HANDLE = 255
 SNMS_FIRST_INDEX = 2000  # values below it (URL, HS_ADMIN) are the node's, not SNMS data
@@ -32,8 +32,6 @@ def parse_record(body: Any) -> SnmsRecord:
     """The fields of one create or update body, or :class:`InvalidRequest` naming the field."""
     if not isinstance(body, Mapping):
         raise InvalidRequest("each record must be a JSON object {handle, templateVersion, value}")
-    if problem := first_problem(body, "body"):
-        raise InvalidRequest(problem)
     handle, version, values = body.get("handle"), body.get("templateVersion"), body.get("value")
     if not isinstance(handle, str) or not handle:
         raise InvalidRequest("缺少必要的请求参数: handle")
@@ -41,6 +39,8 @@ def parse_record(body: Any) -> SnmsRecord:
         raise InvalidRequest(f"handle: at most {MAX_HANDLE} characters")
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("templateVersion: must be text")
+    _check_text(handle, "handle")
+    _check_text(version, "templateVersion")
     if not isinstance(values, list) or not all(isinstance(v, Mapping) for v in values):
         raise InvalidRequest("value: must be a list of {index, type, data} objects")
     return SnmsRecord(handle, version, values)
@@ -74,10 +74,18 @@ def attributes(template: Template, values: list[Mapping[str, Any]]) -> dict[str,
             text = str(text)
         if not isinstance(text, str):
             raise InvalidRequest(f"{where}.data.value: must be text")
+        _check_text(text, f"{where}.data.value")
         if item.name in out:
             raise InvalidRequest(f"非法操作，索引{index}出现了两次")
         out[item.name] = text
     return out
+
+
+def _check_text(text: str | None, field: str) -> None:
+    """The node's one check for text from outside, on each text that is kept (a record's
+    other fields, such as ``auth``, are not stored)."""
+    if text is not None and (found := problem(text)):
+        raise InvalidRequest(f"{field}: {found}")
 
 
 def detail(record: Record, template: Template | None, template_version: str) -> dict[str, Any]:

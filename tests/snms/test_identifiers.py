@@ -280,3 +280,18 @@ async def test_detail_without_a_token_shows_public_values(
     await ok(await client.post("/identityv2/data", json=milk(handle), headers=dairy["snms"]))
     values = await detail_values(client, handle, {})
     assert values[2001] == "B20260301-01"
+
+
+async def test_control_characters_are_refused_naming_the_field(
+    client: httpx.AsyncClient, dairy: dict[str, Any]
+) -> None:
+    prefix = await with_template(client, dairy)
+    body = milk(f"{prefix}/NUL-1", batch="B\x00-1")
+    answer = (await client.post("/identityv2/data", json=body, headers=dairy["snms"])).json()
+    assert answer["status"] == -2
+    assert answer["message"].startswith("value[1].data.value: contains the control character")
+    batch = await ok(
+        await client.post("/identityv2/data/batchCreate", json=[body], headers=dairy["snms"])
+    )
+    assert batch[0]["code"] == -2
+    assert "U+0000" in batch[0]["msg"]
