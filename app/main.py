@@ -156,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(monitoring_api.router)
     app.include_router(dashboard.router)
     app.include_router(snms_users.router)
-    app.include_router(snms_router)  # the SNMS-compatible paths (docs/snms.md)
+    # The SNMS-compatible paths: README "Moving an SNMS integration".
+    app.include_router(snms_router)
     app.mount("/static", StaticFiles(packages=[("app", "static")]), name="static")
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app

@@ -4,5 +4,6 @@ system (login at ``/identity/token``, identifiers at ``/identityv2/data``, templ
 
 Every operation is done by the services the node's own API uses (``app/registry``), so the
 same store, templates, authorization, history, outbox and metrics apply; this package only
-translates shapes, names and answers. See docs/snms.md.
+translates shapes, names and answers. README "Moving an SNMS integration" lists where
+it differs from SNMS, and why.
 """
