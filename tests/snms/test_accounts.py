@@ -195,3 +195,25 @@ async def test_prefix_query_shows_only_the_callers_prefixes(
     )
     assert theirs.status_code == 200
     assert theirs.json()["status"] == -3
+
+
+async def test_a_disabled_enterprise_logs_in_but_writes_nothing(
+    client: httpx.AsyncClient, dairy: dict[str, Any]
+) -> None:
+    off = await client.patch(
+        f"/api/v1/enterprises/{dairy['prefix']}", json={"status": "disabled"}, headers=OPERATOR
+    )
+    assert off.status_code == 200
+    headers = await login(client, "yili-mes", PASSWORD)
+    body = {"handle": f"{dairy['prefix']}/X-1", "templateVersion": "food.batch", "value": []}
+    refused = await client.post("/identityv2/data", json=body, headers=headers)
+    assert refused.status_code == 200
+    assert refused.json()["status"] == -3
+
+
+async def test_users_need_credentials(client: httpx.AsyncClient) -> None:
+    dairy = await create_enterprise(client)
+    users = f"/api/v1/enterprises/{dairy['prefix']}/users"
+    assert (await client.get(users)).status_code == 401
+    unknown = await client.get("/api/v1/enterprises/88.999.77/users", headers=OPERATOR)
+    assert unknown.status_code == 404
