@@ -203,3 +203,28 @@ async def test_bundled_templates_are_usable_from_snms(
     node = (await client.get(f"/api/v1/identifiers/{quote(record['handle'])}")).json()
     assert node["template"]["id"] == "food.batch"
     assert node["attributes"]["quantity"]["value"] == "12000"
+
+
+async def test_an_update_may_set_items_added_since_registration(
+    client: httpx.AsyncClient, dairy: dict[str, Any]
+) -> None:
+    prefix, headers = dairy["prefix"], dairy["snms"]
+    await ok(await client.post(V5, json=milk_template(prefix), headers=headers))
+    handle = f"{prefix}/OLD-1"
+    await ok(await client.post("/identityv2/data", json=milk(handle), headers=headers))
+    added = {"idType": "fillingLine", "name": "灌装线", "metadata": {"type": "string"}}
+    edit = {"prefix": prefix, "version": "1.0.0", "items": [added]}
+    await ok(await client.put(V5, json=edit, headers=headers))
+    record = milk(handle)
+    record["value"].append(value(2003, "fillingLine", "L3"))
+    await ok(await client.put("/identityv2/data", json=record, headers=headers))
+    detail = await ok(
+        await client.get("/identityv2/data/detail", params={"handle": handle}, headers=headers)
+    )
+    assert {v["index"]: v["data"]["value"] for v in detail["value"]}[2003] == "L3"
+    # Another template is not a later version of this one.
+    await ok(await client.post(V5, json=milk_template(prefix, "2.0.0"), headers=headers))
+    moved = await client.put(
+        "/identityv2/data", json=milk(handle, version="2.0.0"), headers=headers
+    )
+    assert moved.json()["status"] == -2
