@@ -58,7 +58,7 @@ def outcome(exc: IdnodeError) -> tuple[int, str]:
         status = FAILED
     words = next((_MESSAGES[c] for c in type(exc).__mro__ if c in _MESSAGES), None)
     if isinstance(exc, TemplateViolation):
-        detail = "; ".join(f"{f['name']} {f['message']}" for f in exc.fields)
+        detail = "; ".join(f"{f.get('name')} {f.get('message')}" for f in exc.fields)
         return status, f"非法操作，{detail}"
     return status, words or exc.message
 
