@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -165,7 +166,9 @@ async def show_template(
     return answer(shown)
 
 
-def _creator(strict: bool) -> Any:
+def _creator(strict: bool) -> Callable[..., Awaitable[Response]]:
+    """The create endpoint of one template path (v3 and v5 require the industry fields)."""
+
     async def create_template(
         node: NodeDep, principal: Caller, body: Body, session: WriteSession
     ) -> Response:
