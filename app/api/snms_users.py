@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import CallerDep, NodeDep, WriteSession
+from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
 from app.snms import accounts as service
 from app.storage.models import SnmsUser
 
@@ -45,16 +45,18 @@ async def create(
     prefix: str, payload: UserCreate, principal: CallerDep, session: WriteSession
 ) -> dict[str, object]:
     """A login for an SNMS integration of the enterprise (its token or the operator's)."""
+    owner_or_operator(principal, prefix)
     user = await service.create_user(
-        session, principal, prefix, username=payload.username, password=payload.password
+        session, prefix, username=payload.username, password=payload.password
     )
     return _view(user)
 
 
 @router.get("/{prefix}/users", response_model=list[User])
 async def list_users(prefix: str, node: NodeDep, principal: CallerDep) -> list[dict[str, object]]:
+    owner_or_operator(principal, prefix)
     async with node.database.read_session() as session:
-        return [_view(u) for u in await service.users(session, principal, prefix)]
+        return [_view(u) for u in await service.users(session, prefix)]
 
 
 @router.patch("/{prefix}/users/{username:path}", response_model=User)
@@ -62,9 +64,8 @@ async def change(
     prefix: str, username: str, payload: UserChange, principal: CallerDep, session: WriteSession
 ) -> dict[str, object]:
     """``{"disabled": true}``: its logins and tokens stop working at once."""
-    user = await service.set_disabled(
-        session, principal, prefix, username, disabled=payload.disabled
-    )
+    owner_or_operator(principal, prefix)
+    user = await service.set_disabled(session, prefix, username, disabled=payload.disabled)
     return _view(user)
 
 
@@ -72,5 +73,6 @@ async def change(
 async def delete(
     prefix: str, username: str, principal: CallerDep, session: WriteSession
 ) -> Response:
-    await service.delete_user(session, principal, prefix, username)
+    owner_or_operator(principal, prefix)
+    await service.delete_user(session, prefix, username)
     return Response(status_code=204)

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import owner_or_operator
 from app.auth import ADMIN_SUFFIX, Principal, authenticate, enterprise_principal
 from app.errors import (
     AuthenticationFailed,
@@ -82,13 +81,13 @@ def salted_by_date(password_sha256: str, now: datetime) -> set[str]:
     return {sha256hex(password_sha256 + day.isoformat()) for day in days}
 
 
-# --- users, managed by their enterprise (or the operator) ---
+# --- users of an enterprise (the API lets the enterprise itself and the operator in) ---
 
 
 async def create_user(
-    session: AsyncSession, principal: Principal, prefix: str, *, username: str, password: str
+    session: AsyncSession, prefix: str, *, username: str, password: str
 ) -> SnmsUser:
-    enterprise_id = await _enterprise_of(session, principal, prefix)
+    enterprise_id = await _enterprise_of(session, prefix)
     _check_username(username)
     _check_password(password)
     plain = await asyncio.to_thread(hash_password, password)
@@ -105,15 +104,15 @@ async def create_user(
     return user
 
 
-async def users(session: AsyncSession, principal: Principal, prefix: str) -> list[SnmsUser]:
-    return await repo.users_of(session, await _enterprise_of(session, principal, prefix))
+async def users(session: AsyncSession, prefix: str) -> list[SnmsUser]:
+    return await repo.users_of(session, await _enterprise_of(session, prefix))
 
 
 async def set_disabled(
-    session: AsyncSession, principal: Principal, prefix: str, username: str, *, disabled: bool
+    session: AsyncSession, prefix: str, username: str, *, disabled: bool
 ) -> SnmsUser:
     """Disable a user (its tokens stop working at once) or enable it again."""
-    user = await _user_of(session, principal, prefix, username)
+    user = await _user_of(session, prefix, username)
     await repo.set_disabled(session, user.id, clock.now() if disabled else None)
     if disabled:
         await repo.end_sessions(session, user.id)
@@ -121,29 +120,24 @@ async def set_disabled(
     return user
 
 
-async def delete_user(
-    session: AsyncSession, principal: Principal, prefix: str, username: str
-) -> None:
-    user = await _user_of(session, principal, prefix, username)
+async def delete_user(session: AsyncSession, prefix: str, username: str) -> None:
+    user = await _user_of(session, prefix, username)
     await repo.remove_user(session, user.id)
 
 
-async def _enterprise_of(session: AsyncSession, principal: Principal, prefix: str) -> int:
+async def _enterprise_of(session: AsyncSession, prefix: str) -> int:
     try:
         name = parse_prefix(prefix)
     except InvalidHandle as exc:
         raise EnterpriseNotFound(f"no enterprise holds prefix {prefix!r}") from exc
-    owner_or_operator(principal, name)
     enterprise = await enterprise_repo.owner_of(session, name)
     if enterprise is None:
         raise EnterpriseNotFound(f"no enterprise holds prefix {name}")
     return enterprise.id
 
 
-async def _user_of(
-    session: AsyncSession, principal: Principal, prefix: str, username: str
-) -> SnmsUser:
-    enterprise_id = await _enterprise_of(session, principal, prefix)
+async def _user_of(session: AsyncSession, prefix: str, username: str) -> SnmsUser:
+    enterprise_id = await _enterprise_of(session, prefix)
     user = await repo.user(session, username)
     if user is None or user.enterprise_id != enterprise_id:
         raise SnmsUserNotFound(f"prefix {prefix} has no SNMS user {username!r}")
