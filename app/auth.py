@@ -99,7 +99,7 @@ async def _bearer(session: AsyncSession, token: str, operator_token: str | None)
             raise AuthenticationFailed("the bearer token is not valid (unknown or revoked)")
         return Principal("reader", reader_id=reader_id)
     assert credential.enterprise_id is not None
-    return await _enterprise(session, credential.enterprise_id)
+    return await enterprise_principal(session, credential.enterprise_id)
 
 
 def claimed(authorization: str) -> str:
@@ -140,13 +140,14 @@ async def _basic(session: AsyncSession, encoded: str) -> Principal:
     credential = await repo.active_credential(session, digest(secret))
     if credential is None or credential.kind != "secret" or credential.enterprise_id is None:
         raise AuthenticationFailed(f"wrong secret for {user}")
-    principal = await _enterprise(session, credential.enterprise_id)
+    principal = await enterprise_principal(session, credential.enterprise_id)
     if not principal.owns(handle.prefix):
         raise AuthenticationFailed(f"wrong secret for {user}")
     return principal
 
 
-async def _enterprise(session: AsyncSession, enterprise_id: int) -> Principal:
+async def enterprise_principal(session: AsyncSession, enterprise_id: int) -> Principal:
+    """The enterprise as a caller, with its prefixes and whether it is active."""
     enterprise = await repo.enterprise(session, enterprise_id)
     assert enterprise is not None
     prefixes = await repo.prefixes_of(session, enterprise_id)

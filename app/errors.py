@@ -39,6 +39,14 @@ class TooManyAttempts(NodeError):
     retry_after = 60  # the throttling window, app.throttle.WINDOW
 
 
+class LoginFailed(NodeError):
+    """A login (SNMS ``/identity/token``) named an unknown user or the wrong password; the
+    answer does not say which."""
+
+    status = 400
+    response_code = 402
+
+
 class MetricsOff(NodeError):
     """``GET /metrics`` on a node started with ``IDNODE_METRICS=false``."""
 
@@ -86,6 +94,20 @@ class RequestTooLarge(NodeError):
 
     status = 413
     response_code = 4
+
+
+class UsernameTaken(NodeError):
+    """An SNMS username is unique on the node and this one is in use."""
+
+    status = 409
+    response_code = 101
+
+
+class SnmsUserNotFound(NodeError):
+    """The enterprise has no SNMS user of that name."""
+
+    status = 404
+    response_code = 100
 
 
 class GrantNotFound(NodeError):

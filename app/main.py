@@ -28,6 +28,7 @@ from app.api import (
     identifiers,
     node,
     proxy,
+    snms_users,
     templates,
 )
 from app.api import monitoring as monitoring_api
@@ -38,6 +39,7 @@ from app.node import Node
 from app.registry import catalog
 from app.reporting.runner import Reporting, reporting
 from app.settings import Settings
+from app.snms.endpoints import router as snms_router
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
 from app.supervisor import Supervisor
@@ -158,6 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(monitoring_api.router)
     app.include_router(dashboard.router)
+    app.include_router(snms_users.router)
+    # The SNMS-compatible paths: README "Moving an SNMS integration".
+    app.include_router(snms_router)
     app.mount("/static", StaticFiles(packages=[("app", "static")]), name="static")
     app.include_router(proxy.router)  # last: its /{handle} catches every other path
     return app

@@ -207,7 +207,7 @@ async def _prepare(
         raise InvalidRequest(item.unreadable)
     body = _request(item.body)
     target = target_handle(body.get("handle"), body.get("prefix"))
-    await _authorize(session, batch, target)
+    await authorize(session, batch, target)
     key = _key(body.get("idempotencyKey"))
     if key is not None and key in earlier:
         return earlier[key]
@@ -267,7 +267,7 @@ def _key(key: str | None) -> str | None:
     return key
 
 
-async def _authorize(session: AsyncSession, batch: Batch, target: Handle) -> None:
+async def authorize(session: AsyncSession, batch: Batch, target: Handle) -> None:
     """``authorize_write`` once per prefix; what it decides depends only on the prefix,
     except for the two suffix rules checked per row here."""
     if target.prefix == PREFIX_RECORD_PREFIX or target.suffix == "ADMIN":
@@ -331,4 +331,13 @@ async def _remember_keys(
         )
 
 
-__all__ = ["Batch", "Item", "Prepared", "Result", "prepare_chunk", "register_chunk", "write_chunk"]
+__all__ = [
+    "Batch",
+    "Item",
+    "Prepared",
+    "Result",
+    "authorize",
+    "prepare_chunk",
+    "register_chunk",
+    "write_chunk",
+]

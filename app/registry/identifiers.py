@@ -99,9 +99,11 @@ async def change(
     attributes: Mapping[str, Any],
     visibility: Mapping[str, Any] | None = None,
     url: Any = UNSET,
+    later: Template | None = None,
 ) -> Registered:
     """Change some attributes (None removes one); the result is validated again as a whole,
-    against the template version the identifier was registered with."""
+    against the template version the identifier was registered with, or ``later``, a later
+    version of the same template (which keeps every item of the earlier one)."""
     target = parse_handle(handle)
     await authorize_write(session, principal, target, node_prefix=node_prefix)
     stored = await repo.lock(session, str(target))
@@ -114,6 +116,13 @@ async def change(
             f"{target} was not registered against a template; change it with "
             "PUT /api/handles/ or register it with POST /api/v1/identifiers"
         )
+    if later is not None:
+        if later.id != template.id or later.version < template.version:
+            raise InvalidRequest(
+                f"{target} was registered against template {template.reference}; a change "
+                f"may move it to a later version of {template.id} only, not {later.reference}"
+            )
+        template = later
     held = attributes_of(template, existing)
     merged: dict[str, Any] = {name: v.value for name, v in held.items()}
     merged.update(attributes)
