@@ -6,7 +6,7 @@ PG_HOST ?= 127.0.0.1
 MIGRATION_DB := idnode_migration_check
 MIGRATION_URL := postgresql+asyncpg://postgres@$(PG_HOST)/$(MIGRATION_DB)
 
-.PHONY: check install lint types migrations test serve browser
+.PHONY: check install lint types migrations test serve browser messages
 
 check: install lint types migrations test
 
@@ -48,3 +48,9 @@ browser:
 
 serve: install
 	$(BIN)/idnode serve
+
+# The pages' texts: add new msgids from app/templates to every catalogue in app/locales
+# (then translate the empty msgstr lines). A new language: pybabel init ... -l <tag>.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -o $(VENV)/messages.pot --no-location --omit-header .
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d app/locales --no-wrap --ignore-obsolete
