@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     outbox_retention_days: float = Field(
         30.0, ge=0, description="Days delivered events are kept before they are pruned."
     )
+    scans: bool = Field(
+        True,
+        description="Count scans of identifiers' public pages (GET /{handle}); false: none "
+        "are counted and no page shows them.",
+    )
     scan_flush_interval: float = Field(
         5.0,
         gt=0,

@@ -81,7 +81,7 @@ async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = N
         return _message(
             node, request, 404, "not_found", handle, None if at is None else exc.message
         )
-    if at is None:
+    if at is None and node.settings.scans:
         node.scans.add(record.handle)
     target = record.first("URL")
     if (
