@@ -22,6 +22,7 @@ from app.registry.template_definitions import Item, Template
 from app.registry.templates import attributes_of
 from app.storage import enterprises as enterprise_repo
 from app.storage import history as history_repo
+from resolver.errors import HandleNotFound
 from resolver.identifier import parse_handle
 from resolver.record import Record
 from resolver.values import HandleValue
@@ -119,8 +120,14 @@ def _attributes(record: Record, template: Template | None) -> list[Attribute]:
 
 async def _above(session: AsyncSession, record: Record) -> tuple[list[Step], _Titles]:
     """The upward trace as an anonymous caller sees it, and each identifier's title."""
-    walked = await trace.trace(session, parse_handle(record.handle), principal=ANONYMOUS)
-    records = {n.handle: n.record for n in walked.nodes if n.record is not None}
+    try:
+        walked = (
+            await trace.trace(session, parse_handle(record.handle), principal=ANONYMOUS)
+        ).nodes
+    except HandleNotFound:  # deleted since (a page ?at= a past time): no trace now
+        walked = [trace.Node(record.handle, 0, record)]
+    records = {n.handle: n.record for n in walked if n.record is not None}
+    records[record.handle] = record  # as shown (a page ?at= shows it as it was)
     templates = {name: await template_of(session, r) for name, r in records.items()}
     titles = _Titles(records, templates)
     steps = [
@@ -132,7 +139,7 @@ async def _above(session: AsyncSession, record: Record) -> tuple[list[Step], _Ti
             n.record is not None,
             n.record is not None and recall_of(n.record) is not None,
         )
-        for n in walked.nodes
+        for n in walked
         if n.depth > 0
     ]
     return steps, titles

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -230,3 +231,14 @@ async def test_error_pages_say_what_to_do_in_the_language(
     assert zh in chinese
     assert "Traceback" not in chinese
     assert en in await page(client, path, status, **EN)
+
+
+async def test_the_page_of_a_deleted_identifier_as_it_was(client: httpx.AsyncClient) -> None:
+    supply = await chain(client)
+    before = datetime.now(UTC).isoformat()
+    deleted = await client.delete(f"/api/handles/{supply.unit}", headers=bearer(supply.dairy))
+    assert deleted.status_code == 200, deleted.text
+    then = await page(client, f"/{supply.unit}?at={quote(before)}", **EN)
+    assert "As it was at" in then
+    assert "B20260301-01" in then  # its batch number then (no trace: it is gone now)
+    await page(client, f"/{supply.unit}", 404, **EN)
