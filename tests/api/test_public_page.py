@@ -10,8 +10,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from app.registry.bundled_templates import DEVICE, VACCINE_UNIT
+from app.storage.models import OutboxEvent
 from tests.api.supply_chain import PRODUCT_NAME, chain, identifier
 from tests.conftest import OPERATOR, bearer, create_enterprise
 
@@ -144,7 +146,9 @@ async def recall_counts(client: httpx.AsyncClient) -> dict[str, float]:
     }
 
 
-async def test_recalls_are_in_history_and_metrics(client: httpx.AsyncClient) -> None:
+async def test_recalls_are_in_history_the_outbox_and_metrics(
+    client: httpx.AsyncClient, app: Any
+) -> None:
     supply = await chain(client)
     before = await recall_counts(client)
     for _ in range(2):
@@ -157,6 +161,18 @@ async def test_recalls_are_in_history_and_metrics(client: httpx.AsyncClient) -> 
     changes = (await client.get(f"/api/v1/identifiers/{supply.batch}/history")).json()["changes"]
     assert [1010 in c.get("changed", []) for c in changes[-2:]] == [True, True]
     assert len(changes) == 3  # create, recall, undo (the restated recall changed nothing)
+    async with app.state.node.database.read_session() as session:
+        events = (
+            await session.execute(
+                select(OutboxEvent.kind, OutboxEvent.data).order_by(OutboxEvent.id)
+            )
+        ).all()
+    recalls = [(kind, data) for kind, data in events if kind.startswith("identifier.recall")]
+    assert recalls == [
+        ("identifier.recall", {"handle": supply.batch, "reason": "Foreign matter"}),
+        ("identifier.recall", {"handle": supply.batch, "reason": "Foreign matter"}),
+        ("identifier.recall_undone", {"handle": supply.batch}),
+    ]
     after = await recall_counts(client)
     assert {a: after[a] - before[a] for a in after} == {"recall": 2, "undo": 1}
 
