@@ -6,7 +6,7 @@ PG_HOST ?= 127.0.0.1
 MIGRATION_DB := idnode_migration_check
 MIGRATION_URL := postgresql+asyncpg://postgres@$(PG_HOST)/$(MIGRATION_DB)
 
-.PHONY: check install lint types migrations test serve browser
+.PHONY: check install lint types migrations test serve browser lighthouse messages
 
 check: install lint types migrations test
 
@@ -35,7 +35,7 @@ migrations: install
 	IDNODE_DATABASE_URL=$(MIGRATION_URL) $(BIN)/alembic upgrade head
 	psql -h $(PG_HOST) -U postgres -q -c 'DROP DATABASE $(MIGRATION_DB)'
 
-test: install browser
+test: install browser lighthouse
 	$(BIN)/pytest
 
 # The dashboard's browser test drives Debian's chromium (never a downloaded one); install it
@@ -46,5 +46,20 @@ browser:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 
+# Lighthouse for the product page's score test, from npm into tests/lighthouse (its lockfile
+# pins it); it drives the same Debian chromium.
+lighthouse: tests/lighthouse/node_modules/.installed
+
+tests/lighthouse/node_modules/.installed: tests/lighthouse/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/lighthouse && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "make: npm is missing, so the Lighthouse test will be skipped (apt-get install npm)"; fi
+
 serve: install
 	$(BIN)/idnode serve
+
+# The pages' texts: add new msgids from app/templates to every catalogue in app/locales
+# (then translate the empty msgstr lines). A new language: pybabel init ... -l <tag>.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -o $(VENV)/messages.pot --no-location --omit-header .
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d app/locales --no-wrap --ignore-obsolete

@@ -28,15 +28,19 @@ from app.api import (
     identifiers,
     node,
     proxy,
+    recalls,
     snms_users,
     templates,
 )
 from app.api import monitoring as monitoring_api
 from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
+from app.i18n import Languages
 from app.monitoring import MetricsPump, Sources
 from app.node import Node
 from app.registry import catalog
+from app.registry.recalls import RecallingStore
+from app.registry.scans import ScanRecorder
 from app.reporting.runner import Reporting, reporting
 from app.settings import Settings
 from app.snms.endpoints import router as snms_router
@@ -95,12 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout = httpx.Timeout(
             settings.upstream_timeout, connect=min(settings.upstream_timeout, 2)
         )
+        languages = Languages.shipped()
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
             app.state.node = Node(
                 settings=settings,
                 database=database,
                 resolver=Resolver(
-                    await database.store(),
+                    RecallingStore(await database.store(), database, cache),
                     node_prefix=settings.node_prefix,
                     cache=cache,
                     remote=HandleRestClient(http),
@@ -109,9 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     max_hops=settings.max_hops,
                     stats=ResolveStats() if settings.metrics else None,
                 ),
-                pages=jinja2.Environment(
-                    loader=jinja2.PackageLoader("app", "templates"), autoescape=True
-                ),
+                pages=_pages(languages),
+                languages=languages,
+                scans=ScanRecorder(database, interval=settings.scan_flush_interval),
                 attempts=AttemptLimiter(
                     per_address=settings.auth_failures_per_address,
                     per_credential=settings.auth_failures_per_credential,
@@ -130,7 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         app.state.gateway = gateway
                         app.state.nbiot = ingest
                         app.state.reporting = reports
-                        async with metrics_pump(app, settings, gateway, ingest, reports):
+                        async with (
+                            scan_recording(app.state.node.scans, tasks),
+                            metrics_pump(app, settings, gateway, ingest, reports),
+                        ):
                             yield
             finally:
                 await app.state.dashboard.sampler.stop()
@@ -152,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(grants.router)
     # Before /api/v1/identifiers/{handle} (whose path parameter would take '.../history').
     app.include_router(history.router)
+    app.include_router(recalls.router)
     app.include_router(node.router)
     app.include_router(templates.router)
     app.include_router(identifiers.router)
@@ -255,6 +264,17 @@ async def _pumping(
 
 
 @asynccontextmanager
+async def scan_recording(recorder: ScanRecorder, tasks: Supervisor) -> AsyncIterator[None]:
+    """The task writing page scans in batches; what is pending is written when it stops."""
+    running = tasks.start("app.scans", recorder.run)
+    try:
+        yield
+    finally:
+        await running.stop()
+        await recorder.flush()
+
+
+@asynccontextmanager
 async def nbiot_ingest(
     settings: Settings, database: Database, cache: ResolverCache | None, tasks: Supervisor
 ) -> AsyncIterator[IngestQueue]:
@@ -327,6 +347,12 @@ async def gateway_metrics(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _pages(languages: Languages) -> jinja2.Environment:
+    pages = jinja2.Environment(loader=jinja2.PackageLoader("app", "templates"), autoescape=True)
+    languages.install(pages)
+    return pages
 
 
 def _say(line: str) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "CHANNELS",
     "MULTIPROC_ENV",
     "OUTCOMES",
+    "RECALL_ACTIONS",
     "RESOLVE_BUCKETS",
     "Metrics",
     "metrics",
@@ -51,6 +52,9 @@ referral: from the enterprise node a prefix is delegated to; error: any other er
 CHANNELS = ("api", "batch", "mqtt", "lorawan", "nbiot")
 """Where a registration came from: the handles and identifiers APIs, the batch endpoint and
 CSV import, the MQTT device protocol, ChirpStack (LoRaWAN), OneNET/CTWing pushes (NB-IoT)."""
+
+RECALL_ACTIONS = ("recall", "undo")
+"""What happened to a recall: an identifier recalled (or its reason restated), or lifted."""
 
 RESOLVE_BUCKETS = resolver_stats.LATENCY_BOUNDS
 """Upper bounds (seconds) of the resolve latency histogram; a cache hit lands in the first."""
@@ -80,6 +84,8 @@ class Metrics:
     upstream_up: Gauge
     db_pool_in_use: Gauge
     db_pool_size: Gauge
+    recalls: Counter
+    page_scans: Counter
 
 
 def _build() -> Metrics:
@@ -165,12 +171,23 @@ def _build() -> Metrics:
             "idnode_db_pool_in_use", "Database connections checked out.", per_process
         ),
         db_pool_size=gauge("idnode_db_pool_size", "Database connections pooled.", per_process),
+        recalls=Counter(
+            "idnode_recalls",
+            "Recalls of identifiers, by action: recall or undo.",
+            ["action"],
+            registry=own,
+        ),
+        page_scans=Counter(
+            "idnode_page_scans", "Public pages of identifiers opened (scans).", registry=own
+        ),
     )
     # Every outcome and channel shows from the start (at 0), so rates work at once.
     for outcome in OUTCOMES:
         built.resolutions.labels(outcome)
     for channel in CHANNELS:
         built.registrations.labels(channel)
+    for action in RECALL_ACTIONS:
+        built.recalls.labels(action)
     return built
 
 

@@ -80,6 +80,8 @@ class MetricsPump:
         if self.sources.node is not None:
             self._resolutions(self.sources.node)
         self._registrations()
+        if self.sources.node is not None:
+            self._pages(self.sources.node)
         self._mqtt()
         self._inc(
             m.report_delivery_errors, "report_delivery_errors", self.sources.delivery_errors()
@@ -138,6 +140,12 @@ class MetricsPump:
         for channel, count in counts.items():
             if delta := self._delta(f"registrations.{channel}", count):
                 self.metrics.registrations.labels(channel).inc(delta)
+
+    def _pages(self, node: Node) -> None:
+        for action, count in list(node.activity.recalls.items()):
+            if delta := self._delta(f"recalls.{action}", count):
+                self.metrics.recalls.labels(action).inc(delta)
+        self._inc(self.metrics.page_scans, "page_scans", node.scans.scans)
 
     def _mqtt(self) -> None:
         gateway = self.sources.mqtt()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import jinja2
 
+from app.i18n import Languages
+from app.registry.scans import ScanRecorder
 from app.settings import Settings
 from app.storage.database import Database
 from app.throttle import AttemptLimiter
@@ -18,6 +20,7 @@ class Activity:
     """What this process's HTTP layer did, in plain ints (``app/monitoring.py`` exports them)."""
 
     registrations: Counter[str] = field(default_factory=Counter)  # by channel: api, batch
+    recalls: Counter[str] = field(default_factory=Counter)  # by action: recall, undo
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Node:
     database: Database
     resolver: Resolver
     pages: jinja2.Environment
+    languages: Languages
+    scans: ScanRecorder
     attempts: AttemptLimiter  # failed authentication, throttled
     activity: Activity = field(default_factory=Activity)
 

@@ -162,6 +162,18 @@ class Settings(BaseSettings):
     outbox_retention_days: float = Field(
         30.0, ge=0, description="Days delivered events are kept before they are pruned."
     )
+    scans: bool = Field(
+        True,
+        description="Count scans of identifiers' public pages (GET /{handle}); false: none "
+        "are counted and no page shows them.",
+    )
+    scan_flush_interval: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds scans of public pages are counted in memory before they are "
+        "written (sooner when many identifiers were scanned); counts only, no address or "
+        "browser.",
+    )
 
     # --- device gateway (MQTT) ---
     mqtt_url: str | None = Field(

@@ -149,6 +149,7 @@ class ResolverCache:
         self._bytes = 0
         self._flights: dict[str, _Flight] = {}
         self.stats = CacheStats()
+        self.clears = 0  # how often everything was forgotten (derived answers reload then)
 
     # --- the hot path ---
 
@@ -266,6 +267,7 @@ class ResolverCache:
         self._drop(key)
 
     def clear(self) -> None:
+        self.clears += 1
         for flight in self._flights.values():
             flight.invalidated = True
         self._flights.clear()

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from app.api.deps import NodeDep, read_body
+from app.api.pages import render
 from app.auth import authenticate
 from app.dashboard import Dashboard
 from app.dashboard.sampler import Listener
@@ -60,21 +61,21 @@ def _logged_in(request: Request, dashboard: Dashboard) -> bool:
     return dashboard.sessions.valid(request.cookies.get(COOKIE))
 
 
-def _page(node: Node, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = node.pages.get_template(template).render(
-        node_prefix=node.settings.node_prefix, **context
-    )
-    return HTMLResponse(html, status, headers=SECURITY_HEADERS)
+def _page(
+    node: Node, request: Request, template: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    return render(node, request, template, status, headers=SECURITY_HEADERS, **context)
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
 async def page(request: Request, node: NodeDep, dashboard: DashboardDep) -> Response:
     """The dashboard, or the login form when there is no valid session."""
     if not _logged_in(request, dashboard):
-        return _page(node, "dashboard_login.html")
+        return _page(node, request, "dashboard_login.html")
     settings = node.settings
     return _page(
         node,
+        request,
         "dashboard.html",
         upstream=settings.upstream_url is not None,
         counting=settings.metrics,
@@ -87,16 +88,16 @@ async def login(request: Request, node: NodeDep, dashboard: DashboardDep) -> Res
     try:
         form = parse_qs((await read_body(request, LOGIN_BODY_LIMIT)).decode("utf-8", "replace"))
     except RequestTooLarge:
-        return _page(node, "dashboard_login.html", 413, error="That is not an operator token.")
+        return _page(node, request, "dashboard_login.html", 413, error="wrong")
     token = (form.get("token") or [""])[0].strip()
     if not token:
-        return _page(node, "dashboard_login.html", 401, error="Enter the operator token.")
+        return _page(node, request, "dashboard_login.html", 401, error="empty")
     address = request.client.host if request.client else None
     credential = token_credential(token)  # never the token itself
     try:
         node.attempts.check("dashboard", address=address, credential=credential)
     except TooManyAttempts as exc:
-        refused = _page(node, "dashboard_login.html", 429, error=exc.message)
+        refused = _page(node, request, "dashboard_login.html", 429, error="throttled")
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
     try:
@@ -110,13 +111,7 @@ async def login(request: Request, node: NodeDep, dashboard: DashboardDep) -> Res
         node.attempts.failed(
             "dashboard", address=address, credential=credential, reason="not the operator token"
         )
-        return _page(
-            node,
-            "dashboard_login.html",
-            401,
-            error="Wrong token: the dashboard needs the operator token "
-            "(IDNODE_ADMIN_TOKEN, or the one `idnode serve` printed at first start).",
-        )
+        return _page(node, request, "dashboard_login.html", 401, error="wrong")
     redirect = RedirectResponse("/dashboard", 303)
     redirect.set_cookie(
         COOKIE,

@@ -111,7 +111,12 @@ async def qr(
 async def _qr(node: Node, request: Request, handle: str) -> segno.QRCode:
     parsed = parse_handle(handle)
     await node.resolver.lookup(parsed)  # 404 for an identifier that does not exist
-    return segno.make(proxy_url(node, request, str(parsed)), error=QR_ERROR_LEVEL, micro=False)
+    return qr_code(node, request, str(parsed))
+
+
+def qr_code(node: Node, request: Request, handle: str) -> segno.QRCode:
+    """The QR code a label of ``handle`` carries (its page on this node)."""
+    return segno.make(proxy_url(node, request, handle), error=QR_ERROR_LEVEL, micro=False)
 
 
 def proxy_url(node: Node, request: Request, handle: str) -> str:

@@ -1,5 +1,5 @@
 """The proxy: what a scanned QR code hits. ``GET /{handle}`` redirects to the identifier's
-``URL`` value, or shows a page of its public values."""
+``URL`` value, or shows its public page (``app/registry/public_page.py``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup
 
 from app.api.deps import NodeDep
 from app.api.handles import record_then
+from app.api.identifiers import qr_code
+from app.api.pages import render
 from app.errors import InvalidRequest, ServiceUnavailable
 from app.node import Node
-from app.registry import clock, history, identifiers
+from app.registry import clock, history
+from app.registry.public_page import public_page
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
 from resolver.identifier import parse_handle
 from resolver.record import Record
@@ -26,40 +30,39 @@ router = APIRouter(tags=["Proxy"])
 LINK_SCHEMES = frozenset({"http", "https"})
 
 
-def _page(node: Node, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = node.pages.get_template(template).render(
-        node_prefix=node.settings.node_prefix, **context
-    )
-    return HTMLResponse(html, status)
-
-
-def _message(node: Node, status: int, title: str, message: str, handle: str) -> HTMLResponse:
-    return _page(node, "message.html", status, title=title, message=message, handle=handle)
+def _message(
+    node: Node, request: Request, status: int, kind: str, handle: str, detail: str | None = None
+) -> HTMLResponse:
+    """A page saying what went wrong and what to do next, in the request's language."""
+    return render(node, request, "message.html", status, kind=kind, handle=handle, detail=detail)
 
 
 @router.get("/", response_class=HTMLResponse, summary="Resolve form")
-async def index(node: NodeDep, hdl: str | None = None) -> Response:
+async def index(request: Request, node: NodeDep, hdl: str | None = None) -> Response:
     """A form to resolve an identifier; ``?hdl=<identifier>`` goes straight to it."""
     if hdl:
         try:
             # Only a valid identifier (never '//host') may become the redirect target.
             parsed = parse_handle(hdl.strip())
         except InvalidHandle as exc:
-            return _message(node, 400, "Not a valid identifier", exc.message, hdl)
-        return RedirectResponse("/" + quote(str(parsed), safe="/:@"), 302)
-    return _page(node, "index.html")
+            return _message(node, request, 400, "invalid", hdl, exc.message)
+        lang = request.query_params.get("lang")
+        query = f"?lang={quote(lang)}" if lang else ""
+        return RedirectResponse("/" + quote(str(parsed), safe="/:@") + query, 302)
+    return render(node, request, "index.html")
 
 
 @router.get(
     "/{handle:path}",
-    summary="Redirect to an identifier's URL, or show its public values",
+    summary="Redirect to an identifier's URL, or show its public page",
     responses={302: {"description": "Location: the first URL value"}},
 )
 async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = None) -> Response:
     """302 to the first ``URL`` value (``Expires`` from the smallest TTL); ``?noredirect``, or
-    no URL value, gives an HTML page of the public values. ``?at=<ISO 8601 time>`` shows the
-    page of the public values as they were then (identifiers this node holds), never a
-    redirect."""
+    no URL value, gives the identifier's public page, in the language ``Accept-Language`` or
+    ``?lang=`` asks for. ``?at=<ISO 8601 time>`` shows the page of the public values as they
+    were then (identifiers this node holds), never a redirect. Each page or redirect of an
+    identifier as it is now counts as one scan."""
     try:
         parsed = parse_handle(handle)
         if at is None:
@@ -69,18 +72,21 @@ async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = N
             async with node.database.read_session() as session:
                 record = (await record_then(node, session, parsed, moment)).public()
     except InvalidHandle as exc:
-        return _message(node, 400, "Not a valid identifier", exc.message, handle)
+        return _message(node, request, 400, "invalid", handle, exc.message)
     except InvalidRequest as exc:
-        return _message(node, 400, "Not a valid time", exc.message, handle)
+        return _message(node, request, 400, "bad_time", handle, exc.message)
     except (UpstreamUnavailable, UpstreamFailed) as exc:
-        return _message(node, 502, "Could not resolve", exc.message, handle)
+        return _message(node, request, 502, "upstream", handle, exc.message)
     except ServiceUnavailable as exc:
-        page = _message(node, exc.status, "Try again shortly", exc.message, handle)
-        page.headers["Retry-After"] = str(exc.retry_after)
-        return page
+        busy = _message(node, request, exc.status, "busy", handle)
+        busy.headers["Retry-After"] = str(exc.retry_after)
+        return busy
     except (HandleNotFound, NotResponsible) as exc:
-        missing = f"{handle} is not registered." if at is None else exc.message
-        return _message(node, 404, "Identifier not found", missing, handle)
+        return _message(
+            node, request, 404, "not_found", handle, None if at is None else exc.message
+        )
+    if at is None and node.settings.scans:
+        node.scans.add(record.handle)
     target = record.first("URL")
     if (
         at is not None
@@ -89,19 +95,26 @@ async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = N
         or not _linkable(target.value)
     ):
         async with node.database.read_session() as session:
-            template = await identifiers.template_of(session, record)
-        return _page(
+            page = await public_page(session, record, local=node.resolver.is_local(parsed))
+        return render(
             node,
+            request,
             "record.html",
             handle=record.handle,
+            page=page,
             values=_rows(record),
-            kind=template,
-            attributes=identifiers.labelled_rows(record, template) if template else [],
+            qr=_qr_svg(node, request, record.handle),
             as_of=None if at is None else clock.handle_timestamp(moment),
         )
     ttl = record.min_ttl() or 0
     expires = format_datetime(clock.now() + timedelta(seconds=ttl), usegmt=True)
     return RedirectResponse(str(target.value), 302, headers={"Expires": expires})
+
+
+def _qr_svg(node: Node, request: Request, handle: str) -> Markup:
+    # segno's inline SVG is only paths: no text from the record reaches the markup.
+    svg = qr_code(node, request, handle).svg_inline(scale=4, border=2)
+    return Markup(svg)  # noqa: S704
 
 
 def _rows(record: Record) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ def _dates(production: int, expiry: int) -> list[dict[str, Any]]:
 
 FOOD_PRODUCT: dict[str, Any] = {
     "id": "food.product",
+    "display": "productName",
     "industry": "C14",
     "title": {"zh": "食品产品", "en": "Food product"},
     "items": [
@@ -93,6 +94,7 @@ FOOD_PRODUCT: dict[str, Any] = {
 
 FOOD_BATCH: dict[str, Any] = {
     "id": "food.batch",
+    "display": "product",
     "industry": "C14",
     "title": {"zh": "食品批次", "en": "Food batch"},
     "items": [
@@ -121,6 +123,8 @@ FOOD_BATCH: dict[str, Any] = {
 
 DRUG_BATCH: dict[str, Any] = {
     "id": "drug.batch",
+    "display": "genericName",
+    "showScans": True,
     "industry": "C27",
     "title": {"zh": "药品批次", "en": "Drug batch"},
     "items": [
@@ -159,6 +163,8 @@ DRUG_BATCH: dict[str, Any] = {
 
 VACCINE_UNIT: dict[str, Any] = {
     "id": "vaccine.unit",
+    "display": "vaccineName",
+    "showScans": True,
     "industry": "C2762",
     "title": {"zh": "疫苗最小包装单位", "en": "Vaccine minimum package unit"},
     "items": [
@@ -189,6 +195,8 @@ VACCINE_UNIT: dict[str, Any] = {
 
 VETDRUG_PACKAGE: dict[str, Any] = {
     "id": "vetdrug.package",
+    "display": "productName",
+    "showScans": True,
     "industry": "C2750",
     "title": {"zh": "兽药包装", "en": "Veterinary drug package"},
     "items": [
@@ -222,6 +230,7 @@ VETDRUG_PACKAGE: dict[str, Any] = {
 # liveness values the gateway keeps up to date, not asked for at registration.
 DEVICE: dict[str, Any] = {
     "id": "device",
+    "display": "model",
     "industry": "C40",
     "title": {"zh": "设备", "en": "Device"},
     "items": [

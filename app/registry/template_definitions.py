@@ -66,6 +66,8 @@ class Template:
     title_en: str
     items: tuple[Item, ...]
     example: Mapping[str, Any] = field(default_factory=dict)
+    display: str | None = None  # the item whose value titles the identifier's page
+    show_scans: bool = False  # its page says when it was first scanned and how often
 
     @property
     def owner_prefix(self) -> str | None:
@@ -133,6 +135,11 @@ def parse_template(raw: Mapping[str, Any], *, version: int) -> Template:
     if not isinstance(example, Mapping):
         problems.append("example must be an object of attribute values")
         example = {}
+    display, show_scans = raw.get("display"), raw.get("showScans", False)
+    if display is not None and not any(i.name == display for i in items):
+        problems.append("display must name one of the items (its value titles the page)")
+    if not isinstance(show_scans, bool):
+        problems.append("showScans must be true or false")
     if problems:
         raise InvalidTemplate("; ".join(problems))
     return Template(
@@ -143,6 +150,8 @@ def parse_template(raw: Mapping[str, Any], *, version: int) -> Template:
         title_en=str(title["en"]),
         items=items,
         example=dict(example),
+        display=str(display) if display is not None else None,
+        show_scans=show_scans is True,
     )
 
 
@@ -281,6 +290,8 @@ def template_json(template: Template) -> dict[str, Any]:
         "owner": template.owner_prefix or "node",
         "items": [item_json(i) for i in template.items],
         "example": dict(template.example),
+        "display": template.display,
+        "showScans": template.show_scans,
     }
 
 

@@ -7,6 +7,12 @@
   const CHANNELS = ["api", "batch", "mqtt", "lorawan", "nbiot"];
   const COLOURS = ["#12355b", "#1f8a4c", "#c2571a", "#7a3fb0", "#0a7f99"];
   const $ = (id) => document.getElementById(id);
+  // Texts in the page's language: the node renders them into <body data-*>.
+  const said = document.body.dataset;
+  const SAY = {
+    live: said.live, disconnected: said.disconnected, reconnecting: said.reconnecting,
+    noTraffic: said.noTraffic, none: said.none, up: said.up, down: said.down,
+  };
 
   const series = { t: [], resolutions: [], registrations: CHANNELS.map(() => []) };
   let charts = null;
@@ -96,7 +102,7 @@
     if (!rows.length) {
       const row = body.insertRow();
       const cell = row.insertCell();
-      cell.colSpan = 3; cell.className = "muted"; cell.textContent = "no traffic yet";
+      cell.colSpan = 3; cell.className = "muted"; cell.textContent = SAY.noTraffic;
       return;
     }
     for (const entry of rows) {
@@ -112,7 +118,7 @@
     list.replaceChildren();
     if (!entries.length) {
       const item = document.createElement("li");
-      item.className = "muted"; item.textContent = "none";
+      item.className = "muted"; item.textContent = SAY.none;
       list.append(item);
       return;
     }
@@ -144,7 +150,7 @@
     const status = $("upstream-status");
     if (status.dataset.configured === "yes") {
       const up = s.upstream.up;
-      status.textContent = up === null ? "–" : up ? "up" : "down";
+      status.textContent = up === null ? "–" : up ? SAY.up : SAY.down;
       status.className = "big " + (up === null ? "" : up ? "up" : "down");
     }
     text("upstream-errors", number(s.upstream.errors_total));
@@ -168,7 +174,7 @@
     source.addEventListener("open", () => {
       clearTimeout(quiet);
       quiet = null;
-      setStatus("live", "live");
+      setStatus(SAY.live, "live");
     });
     source.addEventListener("history", (event) => {
       // After a reconnection the node sends only the points this page missed.
@@ -194,14 +200,14 @@
       // The node ends each stream after a while and EventSource reconnects by itself; a
       // refused one (401: the session expired) closes it, and the login form is shown.
       if (source.readyState === EventSource.CLOSED) {
-        setStatus("disconnected", "down");
+        setStatus(SAY.disconnected, "down");
         fetch("/dashboard/stream").then((response) => {
           if (response.body) response.body.cancel();
           if (response.status === 401) window.location.assign("/dashboard");
           else setTimeout(connect, 2000);
         }, () => setTimeout(connect, 2000));
       } else if (quiet === null) {
-        quiet = setTimeout(() => setStatus("reconnecting…", ""), 2000);
+        quiet = setTimeout(() => setStatus(SAY.reconnecting, ""), 2000);
       }
     });
   }

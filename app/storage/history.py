@@ -230,3 +230,11 @@ async def referrers(session: AsyncSession, targets: Collection[str]) -> list[tup
         .order_by(HandleReference.target, HandleReference.source)
     )
     return [(s, t) for s, t in rows.all()]
+
+
+async def referrer_count(session: AsyncSession, target: str) -> int:
+    """How many identifiers reference ``target`` (what lies directly below it in a trace)."""
+    count = await session.scalar(
+        select(func.count()).select_from(HandleReference).where(HandleReference.target == target)
+    )
+    return int(count or 0)

@@ -25,6 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from resolver.cache import ResolverCache
 
 CHANNEL = "idnode_invalidate"
+# Touching this (never a valid identifier) forgets every cached answer, in every process: for
+# a change that alters answers of identifiers it does not name (a recall covers everything
+# below the recalled identifier in its trace).
+EVERYTHING = "*"
 LISTENER_NAME = "idnode-cache-listener"
 log = logging.getLogger("app.storage.invalidation")
 
@@ -43,7 +47,11 @@ async def touched(session: AsyncSession, handles: Iterable[str]) -> None:
 
 def evict_touched(session: AsyncSession, cache: ResolverCache) -> None:
     """After a commit: forget what it changed in this process's cache."""
-    for handle in session.info.pop("touched", ()):
+    names = session.info.pop("touched", ())
+    if EVERYTHING in names:
+        cache.clear()
+        return
+    for handle in names:
         cache.evict(handle)
 
 
@@ -96,7 +104,10 @@ class PostgresListener:
                     lost.set()
 
     def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
-        self._cache.evict(handle)
+        if handle == EVERYTHING:
+            self._cache.clear()
+        else:
+            self._cache.evict(handle)
 
 
 class SqliteWatcher:

@@ -7,13 +7,14 @@ mixed record behind.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -396,3 +397,27 @@ class SnmsTemplate(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("prefix", "version"),)
+
+
+class Recall(Base):
+    """An identifier its enterprise recalled, and why: the index the resolver consults to
+    warn on everything below it in a trace (the warning value itself is in the record)."""
+
+    __tablename__ = "recalls"
+
+    handle: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(400))
+    recalled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+
+
+class ScanCount(Base):
+    """Scans of an identifier's public page on one UTC day, written in batches; no one's
+    address or browser is kept."""
+
+    __tablename__ = "scan_counts"
+
+    handle: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    scans: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

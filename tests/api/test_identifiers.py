@@ -337,14 +337,15 @@ async def test_concurrent_registrations_of_one_unique_value_exactly_one_wins(
 async def test_proxy_page_shows_labelled_public_attributes(client: httpx.AsyncClient) -> None:
     dairy = await create_enterprise(client)
     handle = (await register(client, dairy))["handle"]
-    page = await client.get(f"/{handle}")
-    assert page.status_code == 200
-    text = page.text
-    assert "食品批次" in text
-    assert "批号" in text
-    assert "Batch number" in text
-    assert BATCH["batchNumber"] in text
-    assert BATCH["inspectionReport"] not in text
+    chinese = await client.get(f"/{handle}", headers={"Accept-Language": "zh-CN"})
+    assert chinese.status_code == 200
+    assert "食品批次" in chinese.text
+    assert "批号" in chinese.text
+    english = (await client.get(f"/{handle}?lang=en")).text
+    assert "Batch number" in english
+    for text in (chinese.text, english):
+        assert BATCH["batchNumber"] in text
+        assert BATCH["inspectionReport"] not in text
 
 
 def qr_bytes(url: str, kind: str, scale: int) -> bytes:

@@ -21,6 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
+from tests.api.factories import part_of
 from tests.conftest import (
     OPERATOR,
     PG_ADMIN_URL,
@@ -393,3 +394,37 @@ def test_postgres_nodes_carry_on_when_every_connection_is_dropped(pg_pair: Pair)
             timeout=5,
         )
         assert elapsed < LIMIT, f"B saw the change after {elapsed * 1000:.0f} ms"
+
+
+def test_postgres_recall_through_a_reaches_units_b_has_cached(
+    pg_pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recall rewrites no unit, yet B's cached answer for a unit below the recalled batch
+    carries the warning within the invalidation bound (B forgets every cached answer)."""
+    pair = pg_pair
+    batch = f"{pair.prefix}/BATCH-1"
+    with httpx.Client(timeout=5) as http:
+        put(pair, "BATCH-1", "https://trace.example.com/batch")
+        unit = {"values": [url_values("https://trace.example.com/u")["values"][0], part_of(batch)]}
+        created = httpx.put(pair.handle_url(pair.a, "UNIT-1"), json=unit, headers=pair.token)
+        assert created.status_code == 201, created.text
+        cached_on_b(pair, http, "UNIT-1", "https://trace.example.com/u")
+
+        recalled = httpx.post(
+            f"{pair.a.url}/api/v1/identifiers/{batch}/recall",
+            json={"reason": "Listeria"},
+            headers=pair.token,
+        )
+        assert recalled.status_code == 200, recalled.text
+        elapsed, answer = wait_on_b(
+            pair,
+            http,
+            "UNIT-1",
+            lambda r: any(v["type"] == "RECALL" for v in r.json().get("values", [])),
+            timeout=5,
+        )
+        with capsys.disabled():
+            print(f"\npostgresql recall A->B (unit below the batch): {elapsed * 1000:.1f}ms")
+        assert elapsed < LIMIT, f"B answered the unit without the recall for {elapsed:.3f}s"
+        (warning,) = [v for v in answer.json()["values"] if v["type"] == "RECALL"]
+        assert warning["references"] == [{"handle": batch, "index": 1010}]

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from app.errors import InvalidTemplate, TemplateViolation
-from app.registry.bundled_templates import BUNDLED, DEVICE, DRUG_BATCH, VETDRUG_PACKAGE
+from app.registry.bundled_templates import (
+    BUNDLED,
+    DEVICE,
+    DRUG_BATCH,
+    FOOD_PRODUCT,
+    VETDRUG_PACKAGE,
+)
 from app.registry.template_definitions import (
     Template,
     check_successor,
@@ -230,3 +236,13 @@ def test_a_new_version_keeps_every_item() -> None:
         check_successor(first, template(items=ITEMS[1:]))
     with pytest.raises(InvalidTemplate, match="must keep every item"):
         check_successor(first, template(items=[{**ITEMS[0], "type": "number"}, *ITEMS[1:]]))
+
+
+def test_display_must_name_an_item_and_show_scans_is_a_flag() -> None:
+    wrong = {**FOOD_PRODUCT, "display": "colour", "showScans": "yes"}
+    with pytest.raises(InvalidTemplate) as refused:
+        parse_template(wrong, version=1)
+    assert "display must name one of the items" in refused.value.message
+    assert "showScans must be true or false" in refused.value.message
+    shown = parse_template({**FOOD_PRODUCT, "showScans": True}, version=1)
+    assert (shown.display, shown.show_scans) == ("productName", True)
