@@ -30,6 +30,8 @@ from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.settings import Settings
 from app.storage.database import Database
+from gateways.handle import PortTaken as HandlePortTaken
+from gateways.handle import check_free
 from resolver.errors import ResolverError
 
 T = TypeVar("T")
@@ -115,17 +117,36 @@ def migrate() -> None:
     is_flag=True,
     help="Do not start the embedded MQTT broker (it starts when IDNODE_MQTT_URL is unset).",
 )
+@click.option(
+    "--handle-port",
+    default=2641,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="IDNODE_HANDLE_PORT",
+    help="TCP and UDP port of the Handle protocol (0: off).",
+)
 def serve(
-    host: str, port: int, workers: int, no_migrate: bool, server: str, no_broker: bool
+    host: str,
+    port: int,
+    workers: int,
+    no_migrate: bool,
+    server: str,
+    no_broker: bool,
+    handle_port: int,
 ) -> None:
-    """Serve the node over HTTP (migrating the database first), with the device gateway."""
+    """Serve the node over HTTP (migrating the database first), with the device gateway and
+    the Handle protocol listener."""
     os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
+    os.environ["IDNODE_HANDLE_HOST"] = host
+    os.environ["IDNODE_HANDLE_PORT"] = str(_free_handle_port(host, handle_port))
     settings = _settings()
     if not no_migrate:
         migrate_database(settings)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
+    if os.environ["IDNODE_HANDLE_PORT"] != "0":
+        click.echo(f"idnode: Handle protocol on {host}:{handle_port} (TCP and UDP)")
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
     # One key for every worker, so a dashboard session works whichever serves the request.
@@ -134,6 +155,23 @@ def serve(
     logging_config = logs.dict_config(settings.log_format, settings.log_level)
     with _shared_metrics(workers if settings.metrics else 1):
         _run_server(server, host=host, port=port, workers=workers, logging_config=logging_config)
+
+
+def _free_handle_port(host: str, port: int) -> int:
+    """The Handle port the workers may share, or 0 (off, said why) when another program
+    holds it: the node then serves HTTP without it, as with a taken MQTT port."""
+    if port == 0:
+        return 0
+    try:
+        check_free(host, port)
+    except HandlePortTaken as exc:
+        click.echo(
+            f"idnode: Handle protocol port {exc} (another node?); native listener off. "
+            "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off",
+            err=True,
+        )
+        return 0
+    return port
 
 
 @contextlib.contextmanager

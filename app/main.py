@@ -44,6 +44,8 @@ from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
 from gateways import nbiot
 from gateways.devices import DeviceService
+from gateways.handle import PortTaken as HandlePortTaken
+from gateways.handle import native_listener
 from gateways.lorawan import ChirpStackEvents
 from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
 from gateways.mqtt.broker import HOST as EMBEDDED_HOST
@@ -123,7 +125,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         app.state.gateway = gateway
                         app.state.nbiot = ingest
                         app.state.reporting = reports
-                        async with metrics_pump(app, settings, gateway, ingest, reports):
+                        async with (
+                            metrics_pump(app, settings, gateway, ingest, reports),
+                            handle_door(app.state.node),
+                        ):
                             yield
             finally:
                 await app.state.dashboard.sampler.stop()
@@ -197,6 +202,21 @@ async def device_gateway(
         await _stopped(task)
         if broker is not None:
             await broker.stop()
+
+
+@asynccontextmanager
+async def handle_door(node: Node) -> AsyncIterator[None]:
+    """The Handle protocol listener (TCP and UDP) when IDNODE_HANDLE_HOST is set; a port that
+    is taken leaves the node serving HTTP, with a line saying which setting to change."""
+    try:
+        async with native_listener(node):
+            yield
+    except HandlePortTaken as exc:
+        _say(
+            f"idnode: Handle protocol port {exc} (another node?); native listener off. "
+            "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off"
+        )
+        yield
 
 
 @asynccontextmanager

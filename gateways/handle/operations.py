@@ -1,0 +1,235 @@
+"""What the node answers to each Handle protocol request, through the same services as HTTP.
+
+Reads go through the node's resolver (cache, delegation, upstream) and the one read rule
+(``can_read_restricted``); writes through ``app.registry.handles`` (authorisation, value
+rules, history with the actor, outbox events, cache invalidation). A login is kept on the
+:class:`Session` of its TCP connection, as the CAICT SDK expects.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from app.api.errors import STATUS
+from app.auth import ANONYMOUS, Principal, authenticate
+from app.errors import AuthenticationFailed, NodeError
+from app.node import Node
+from app.registry import handles as service
+from app.registry import history
+from app.storage.database import AsyncSession
+from app.storage.invalidation import evict_touched
+from resolver.errors import ResolverError, ValuesNotFound
+from resolver.handle_protocol import bodies
+from resolver.handle_protocol.body import Site, encode_site
+from resolver.handle_protocol.message import (
+    FLAG_PUBLIC_ONLY,
+    FLAG_REQUEST_DIGEST,
+    OC_ADD_VALUE,
+    OC_CREATE,
+    OC_DELETE,
+    OC_GET_SITE,
+    OC_LOGIN,
+    OC_MODIFY_VALUE,
+    OC_REMOVE_VALUE,
+    OC_RESOLUTION,
+    RC_AUTHENTICATION_FAILED,
+    RC_ERROR,
+    RC_LOGIN_FIRST,
+    RC_OPERATION_NOT_SUPPORTED,
+    RC_SUCCESS,
+    Message,
+    request_digest,
+)
+from resolver.identifier import Handle, parse_handle
+from resolver.values import parse_values
+
+log = logging.getLogger("gateways.handle")
+ANSWER_LIFETIME = 3600  # seconds an answer's expiration lies ahead (the SDK refuses past ones)
+CHANNEL = "handle"
+# Codes of the node's errors the CAICT SDK does not know, as codes it does: "not logged in"
+# is its LOGIN_FIRST; "not responsible" (301) would make it throw "unknown response code".
+WIRE_CODES = {402: RC_LOGIN_FIRST, 301: RC_ERROR}
+
+
+@dataclass
+class Session:
+    """What the node remembers about one TCP connection (UDP: one per datagram)."""
+
+    principal: Principal = ANONYMOUS
+    identity: str | None = None  # the admin handle that logged in
+
+
+class Operations:
+    """Answers requests for one node process."""
+
+    def __init__(self, node: Node, site: Site) -> None:
+        self._node = node
+        self._prefix = node.settings.node_prefix
+        self._site = encode_site(site)
+        self._handlers = {
+            OC_RESOLUTION: self._resolve,
+            OC_GET_SITE: self._get_site,
+            OC_LOGIN: self._login,
+            OC_CREATE: self._create,
+            OC_DELETE: self._delete,
+            OC_ADD_VALUE: self._add,
+            OC_REMOVE_VALUE: self._remove,
+            OC_MODIFY_VALUE: self._modify,
+        }
+
+    async def answer(self, request: Message, session: Session) -> Message:
+        """The response to ``request``: same opcode, a code the SDK knows, a future expiry."""
+        handler = self._handlers.get(request.opcode)
+        try:
+            if handler is None:
+                code, body = (
+                    RC_OPERATION_NOT_SUPPORTED,
+                    bodies.pack_error(f"opcode {request.opcode} is not supported by this node"),
+                )
+            else:
+                code, body = await handler(request, session)
+        except (NodeError, ResolverError) as exc:
+            code, body = self._error_code(exc), bodies.pack_error(exc.message)
+        except Exception:
+            log.exception("gateways.handle.unexpected_error", extra={"opcode": request.opcode})
+            code, body = RC_ERROR, bodies.pack_error("internal error; the operation was not done")
+        return reply(request, code, body)
+
+    @staticmethod
+    def _error_code(exc: NodeError | ResolverError) -> int:
+        code = exc.response_code if isinstance(exc, ResolverError) else 2
+        code = STATUS.get(type(exc), (0, code))[1]
+        return WIRE_CODES.get(code, code)
+
+    # --- reads ---
+
+    async def _get_site(self, request: Message, session: Session) -> tuple[int, bytes]:
+        return RC_SUCCESS, self._site
+
+    async def _resolve(self, request: Message, session: Session) -> tuple[int, bytes]:
+        query = bodies.Query.read(request.body)
+        handle = parse_handle(query.handle)
+        resolver = self._node.resolver
+        entry = await resolver.resolve(handle)
+        public_only = session.principal.is_anonymous or request.has(FLAG_PUBLIC_ONLY)
+        privileged = not public_only and await self._may_read_restricted(session, handle)
+        record = history.visible(entry.record(), privileged=privileged)
+        if query.indexes or query.types:
+            # A Handle type filter also matches the type's dotted sub-types.
+            record = record.select([t + "." for t in query.types], query.indexes)
+            if not record.values:
+                raise ValuesNotFound(f"no value of {handle} matches the filters")
+        return RC_SUCCESS, bodies.pack_records(str(handle), record.values)
+
+    async def _may_read_restricted(self, session: Session, handle: Handle) -> bool:
+        async with self._node.database.read_session() as db:
+            return await service.can_read_restricted(db, session.principal, handle)
+
+    # --- logins ---
+
+    async def _login(self, request: Message, session: Session) -> tuple[int, bytes]:
+        """Password login: ``<prefix>/ADMIN`` (or ``300:<prefix>/ADMIN``) and the enterprise
+        secret, checked exactly as HTTP Basic credentials are."""
+        query = bodies.Query.read(request.body)
+        if len(query.types) != 1:
+            return RC_AUTHENTICATION_FAILED, bodies.pack_error("send the password as one type")
+        user, password = query.handle, query.types[0]
+        basic = base64.b64encode(f"{quote(user, safe='')}:{password}".encode()).decode()
+        try:
+            async with self._node.database.read_session() as db:
+                principal = await authenticate(db, f"Basic {basic}", operator_token=None)
+        except AuthenticationFailed as exc:
+            log.info("auth.failed", extra={"channel": CHANNEL, "reason": exc.message})
+            return RC_AUTHENTICATION_FAILED, bodies.pack_error(exc.message)
+        session.principal, session.identity = principal, user.rpartition(":")[2]
+        return RC_SUCCESS, bodies.pack_login_answer(session.identity)
+
+    # --- writes ---
+
+    async def _create(self, request: Message, session: Session) -> tuple[int, bytes]:
+        name, raw = bodies.read_values_request(request.body)
+        handle, values = parse_handle(name), parse_values(raw)
+        async with self._writing() as db:
+            _, created = await service.put_record(
+                db,
+                handle,
+                values,
+                principal=session.principal,
+                node_prefix=self._prefix,
+                overwrite=False,
+            )
+        self._node.activity.registrations[CHANNEL] += created
+        return RC_SUCCESS, b""
+
+    async def _add(self, request: Message, session: Session) -> tuple[int, bytes]:
+        return await self._change(request, session, overwrite=False)
+
+    async def _modify(self, request: Message, session: Session) -> tuple[int, bytes]:
+        return await self._change(request, session, overwrite=True)
+
+    async def _change(
+        self, request: Message, session: Session, *, overwrite: bool
+    ) -> tuple[int, bytes]:
+        name, raw = bodies.read_values_request(request.body)
+        handle, values = parse_handle(name), parse_values(raw)
+        indexes = [v.index for v in values]
+        async with self._writing() as db:
+            await service.put_record(
+                db,
+                handle,
+                values,
+                principal=session.principal,
+                node_prefix=self._prefix,
+                indexes=indexes,
+                overwrite=overwrite,
+                existing_only=overwrite,
+            )
+        return RC_SUCCESS, b""
+
+    async def _remove(self, request: Message, session: Session) -> tuple[int, bytes]:
+        name, indexes = bodies.read_remove_request(request.body)
+        handle = parse_handle(name)
+        if not indexes:
+            raise ValuesNotFound("name at least one index to remove")
+        async with self._writing() as db:
+            await service.delete_record(
+                db, handle, principal=session.principal, node_prefix=self._prefix, indexes=indexes
+            )
+        return RC_SUCCESS, b""
+
+    async def _delete(self, request: Message, session: Session) -> tuple[int, bytes]:
+        handle = parse_handle(bodies.read_handle(request.body))
+        async with self._writing() as db:
+            await service.delete_record(
+                db, handle, principal=session.principal, node_prefix=self._prefix
+            )
+        return RC_SUCCESS, b""
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """One write: committed when the block ends, then evicted from this process's cache
+        (other processes learn of it through the database)."""
+        async with self._node.database.write_session() as db:
+            yield db
+            await db.commit()
+            evict_touched(db, self._node.resolver.cache)
+
+
+def reply(request: Message, code: int, body: bytes) -> Message:
+    """A response to ``request``: its opcode, the digest first when it asked for one."""
+    flags = request.flags & FLAG_REQUEST_DIGEST
+    if flags:
+        body = request_digest(request) + body
+    return Message(
+        request.opcode,
+        body,
+        response_code=code,
+        flags=flags,
+        expiration=int(time.time()) + ANSWER_LIFETIME,
+    )
