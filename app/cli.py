@@ -33,6 +33,15 @@ from app.storage.database import Database
 from gateways.handle import PortTaken as HandlePortTaken
 from gateways.handle import check_free
 from resolver.errors import ResolverError
+from resolver.handle_protocol.bodies import Query
+from resolver.handle_protocol.client import (
+    Answer,
+    HandleClient,
+    HandleProtocolError,
+    request_message,
+    udp_request,
+)
+from resolver.handle_protocol.message import OC_RESOLUTION, MalformedMessage
 
 T = TypeVar("T")
 DEFAULT_SERVER = "granian"
@@ -373,6 +382,51 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     if summary.rejected_file is not None:
         click.echo(f"rejected rows, with line numbers and reasons: {summary.rejected_file}")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("handle")
+@click.option(
+    "--native",
+    "address",
+    metavar="HOST:PORT",
+    help="Ask this Handle protocol server (default: this node, 127.0.0.1:IDNODE_HANDLE_PORT).",
+)
+@click.option("--type", "types", multiple=True, help="Only values of this type (repeatable).")
+@click.option("--index", "indexes", multiple=True, type=int, help="Only this index (repeatable).")
+@click.option("--udp", is_flag=True, help="One datagram instead of a TCP connection.")
+def resolve(
+    handle: str, address: str | None, types: tuple[str, ...], indexes: tuple[int, ...], udp: bool
+) -> None:
+    """Resolve HANDLE over the Handle protocol and print the answer as Handle JSON."""
+    host, port = _native_address(address or f"127.0.0.1:{_settings().handle_port}")
+    query = Query(handle, indexes, types)
+    try:
+        answer = asyncio.run(_ask_natively(host, port, query, udp=udp))
+    except (HandleProtocolError, MalformedMessage) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if answer.code != 1:
+        _echo_json({"responseCode": answer.code, "handle": handle, "message": answer.error})
+        sys.exit(1)
+    name, values = answer.values()
+    _echo_json({"responseCode": 1, "handle": name, "values": values})
+
+
+def _native_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--native")
+    return host.strip("[]"), int(port)
+
+
+async def _ask_natively(host: str, port: int, query: Query, *, udp: bool) -> Answer:
+    if udp:
+        return await udp_request(host, port, request_message(OC_RESOLUTION, query.pack()))
+    client = await HandleClient.connect(host, port)
+    try:
+        return await client.resolve(query.handle, indexes=query.indexes, types=query.types)
+    finally:
+        await client.close()
 
 
 @main.group("node-key")
