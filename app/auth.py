@@ -130,6 +130,13 @@ async def _basic(session: AsyncSession, encoded: str) -> Principal:
     return principal
 
 
+async def enterprise_holding(session: AsyncSession, prefix: str) -> Principal | None:
+    """The enterprise holding ``prefix`` as a caller (after it proved itself another way,
+    e.g. a Handle protocol key login)."""
+    enterprise = await repo.owner_of(session, prefix)
+    return None if enterprise is None else await _enterprise(session, enterprise.id)
+
+
 async def _enterprise(session: AsyncSession, enterprise_id: int) -> Principal:
     enterprise = await repo.enterprise(session, enterprise_id)
     assert enterprise is not None

@@ -80,6 +80,10 @@ class DeviceNotFound(NodeError):
     """No device with this hardware id is registered under the prefix."""
 
 
+class PublicKeyNotFound(NodeError):
+    """The enterprise has no public key at that index (or no admin record at all)."""
+
+
 class ProvisioningKeyNotFound(NodeError):
     """The enterprise has no provisioning key of that name."""
 

@@ -47,6 +47,7 @@ STATUS: dict[type[Exception], tuple[int, int]] = {
     node.InvalidHardwareId: (400, 4),
     node.DeviceNotFound: (404, 100),
     node.ProvisioningKeyNotFound: (404, 100),
+    node.PublicKeyNotFound: (404, 100),
     node.ApplicationAlreadyMapped: (409, 101),
     node.BatchRejected: (422, 202),
     node.MetricsOff: (404, 100),

@@ -23,6 +23,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from gateways.handle.operations import Operations, Session, reply
@@ -149,13 +150,15 @@ class HandleListener:
                 await writer.drain()
                 return
             data = await asyncio.wait_for(reader.readexactly(envelope.length), self._idle)
+            session.session_id = envelope.session_id
             try:
                 request = read_message(data)
             except MalformedMessage as exc:
                 response = protocol_error(_opcode_of(data), exc.message)
             else:
                 response = await self._operations.answer(request, session)
-            _send(writer, envelope, response)
+            # The session id may be new: a key login's challenge names the one to answer under.
+            _send(writer, replace(envelope, session_id=session.session_id), response)
             await writer.drain()
 
     # --- UDP ---

@@ -10,35 +10,40 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from app.api.errors import STATUS
-from app.auth import ANONYMOUS, Principal, authenticate
+from app.auth import ADMIN_SUFFIX, ANONYMOUS, Principal, authenticate, enterprise_holding
 from app.errors import AuthenticationFailed, NodeError
 from app.node import Node
 from app.registry import handles as service
-from app.registry import history
+from app.registry import history, public_keys
 from app.storage.database import AsyncSession
 from app.storage.invalidation import evict_touched
-from resolver.errors import ResolverError, ValuesNotFound
+from resolver.errors import HandleNotFound, ResolverError, ValuesNotFound
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.body import Site, encode_site
 from resolver.handle_protocol.message import (
     FLAG_PUBLIC_ONLY,
     FLAG_REQUEST_DIGEST,
     OC_ADD_VALUE,
+    OC_CHALLENGE_RESPONSE,
     OC_CREATE,
     OC_DELETE,
     OC_GET_SITE,
     OC_LOGIN,
+    OC_LOGIN_ID_SYSTEM,
     OC_MODIFY_VALUE,
     OC_REMOVE_VALUE,
     OC_RESOLUTION,
+    RC_AUTHEN_TIMEOUT,
     RC_AUTHENTICATION_FAILED,
+    RC_AUTHENTICATION_NEEDED,
     RC_ERROR,
     RC_LOGIN_FIRST,
     RC_OPERATION_NOT_SUPPORTED,
@@ -50,11 +55,23 @@ from resolver.identifier import Handle, parse_handle
 from resolver.values import parse_values
 
 log = logging.getLogger("gateways.handle")
+Handler = Callable[["Message", "Session"], Awaitable["tuple[int, bytes] | Message"]]
 ANSWER_LIFETIME = 3600  # seconds an answer's expiration lies ahead (the SDK refuses past ones)
 CHANNEL = "handle"
 # Codes of the node's errors the CAICT SDK does not know, as codes it does: "not logged in"
 # is its LOGIN_FIRST; "not responsible" (301) would make it throw "unknown response code".
 WIRE_CODES = {402: RC_LOGIN_FIRST, 301: RC_ERROR}
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A key login (2001) waiting for its answer (200) on the same connection."""
+
+    request: Message
+    handle: Handle
+    index: int
+    nonce: bytes
+    session_id: int
 
 
 @dataclass
@@ -63,6 +80,8 @@ class Session:
 
     principal: Principal = ANONYMOUS
     identity: str | None = None  # the admin handle that logged in
+    challenge: Challenge | None = None
+    session_id: int = 0  # of the request being answered (the answer's envelope echoes it)
 
 
 class Operations:
@@ -72,10 +91,12 @@ class Operations:
         self._node = node
         self._prefix = node.settings.node_prefix
         self._site = encode_site(site)
-        self._handlers = {
+        self._handlers: dict[int, Handler] = {
             OC_RESOLUTION: self._resolve,
             OC_GET_SITE: self._get_site,
             OC_LOGIN: self._login,
+            OC_LOGIN_ID_SYSTEM: self._key_login,
+            OC_CHALLENGE_RESPONSE: self._challenge_answer,
             OC_CREATE: self._create,
             OC_DELETE: self._delete,
             OC_ADD_VALUE: self._add,
@@ -84,7 +105,8 @@ class Operations:
         }
 
     async def answer(self, request: Message, session: Session) -> Message:
-        """The response to ``request``: same opcode, a code the SDK knows, a future expiry."""
+        """The response to ``request``: same opcode (2001 for a key login's steps), a code the
+        SDK knows, a future expiry. A key challenge sets ``session.session_id``."""
         handler = self._handlers.get(request.opcode)
         try:
             if handler is None:
@@ -93,7 +115,10 @@ class Operations:
                     bodies.pack_error(f"opcode {request.opcode} is not supported by this node"),
                 )
             else:
-                code, body = await handler(request, session)
+                result = await handler(request, session)
+                if isinstance(result, Message):
+                    return result
+                code, body = result
         except (NodeError, ResolverError) as exc:
             code, body = self._error_code(exc), bodies.pack_error(exc.message)
         except Exception:
@@ -149,6 +174,62 @@ class Operations:
             return RC_AUTHENTICATION_FAILED, bodies.pack_error(exc.message)
         session.principal, session.identity = principal, user.rpartition(":")[2]
         return RC_SUCCESS, bodies.pack_login_answer(session.identity)
+
+    async def _key_login(self, request: Message, session: Session) -> Message:
+        """Key login, step 1: a challenge (402, opcode 2001) with the request's digest and a
+        nonce, under a new session id the answer must carry."""
+        name, index = bodies.read_key_login(request.body)
+        session.session_id = secrets.randbelow(2**31 - 2) + 1
+        nonce = secrets.token_bytes(16)
+        session.challenge = Challenge(request, parse_handle(name), index, nonce, session.session_id)
+        return Message(
+            OC_LOGIN_ID_SYSTEM,
+            request_digest(request) + bodies.pack_challenge(nonce),
+            response_code=RC_AUTHENTICATION_NEEDED,
+            flags=FLAG_REQUEST_DIGEST,
+            expiration=int(time.time()) + ANSWER_LIFETIME,
+        )
+
+    async def _challenge_answer(self, request: Message, session: Session) -> Message:
+        """Key login, step 2: the signature over nonce and digest, checked against the
+        HS_PUBKEY at the named index; success logs the connection in as that enterprise."""
+        answer = bodies.ChallengeAnswer.read(request.body)
+        challenge, session.challenge = session.challenge, None
+        if (
+            challenge is None
+            or challenge.session_id != session.session_id
+            or (answer.handle, answer.index) != (str(challenge.handle), challenge.index)
+        ):
+            return _key_login_reply(request, RC_AUTHEN_TIMEOUT, "no key login is waiting for this")
+        principal = await self._key_holder(challenge, answer)
+        if principal is None:
+            log.info("auth.failed", extra={"channel": CHANNEL, "reason": "key login"})
+            return _key_login_reply(
+                challenge.request,
+                RC_AUTHENTICATION_FAILED,
+                f"the signature does not verify with the key at {answer.index}:{answer.handle}",
+            )
+        session.principal, session.identity = principal, str(challenge.handle)
+        return reply(challenge.request, RC_SUCCESS, b"")
+
+    async def _key_holder(
+        self, challenge: Challenge, answer: bodies.ChallengeAnswer
+    ) -> Principal | None:
+        """The enterprise whose ``<prefix>/ADMIN`` key made the signature, or None."""
+        handle = challenge.handle
+        if handle.suffix != ADMIN_SUFFIX or not self._node.resolver.is_local(handle):
+            return None
+        try:
+            record = (await self._node.resolver.lookup(handle)).record()
+        except HandleNotFound:
+            return None
+        value = next((v for v in record.values if v.index == challenge.index), None)
+        key = public_keys.key_of(value) if value is not None else None
+        signed = challenge.nonce + request_digest(challenge.request)[1:]
+        if key is None or not public_keys.verifies(key, answer.hash_id, answer.signature, signed):
+            return None
+        async with self._node.database.read_session() as db:
+            return await enterprise_holding(db, handle.prefix)
 
     # --- writes ---
 
@@ -219,6 +300,11 @@ class Operations:
             yield db
             await db.commit()
             evict_touched(db, self._node.resolver.cache)
+
+
+def _key_login_reply(request: Message, code: int, message: str) -> Message:
+    """A refused key login, under the opcode the SDK waits for (2001)."""
+    return reply(replace(request, opcode=OC_LOGIN_ID_SYSTEM), code, bodies.pack_error(message))
 
 
 def reply(request: Message, code: int, body: bytes) -> Message:

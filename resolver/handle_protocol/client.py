@@ -16,18 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.message import (
     ENVELOPE_SIZE,
+    FLAG_RECURSIVE,
     FLAG_REQUEST_DIGEST,
     OC_ADD_VALUE,
+    OC_CHALLENGE_RESPONSE,
     OC_CREATE,
     OC_DELETE,
     OC_GET_SITE,
     OC_LOGIN,
+    OC_LOGIN_ID_SYSTEM,
     OC_MODIFY_VALUE,
     OC_REMOVE_VALUE,
     OC_RESOLUTION,
+    RC_AUTHENTICATION_NEEDED,
     Envelope,
     MalformedMessage,
     Message,
@@ -39,6 +46,7 @@ from resolver.handle_protocol.message import (
 from resolver.values import HandleValue
 
 DIGEST_SIZES = {1: 16, 2: 20, 3: 32}
+PrivateKey = rsa.RSAPrivateKey | dsa.DSAPrivateKey | ec.EllipticCurvePrivateKey
 MAX_ANSWER = 16 * 1024 * 1024
 REQUEST_LIFETIME = 12 * 3600
 
@@ -142,6 +150,22 @@ class HandleClient:
         """Password login (opcode 2000): the password travels as the only "type"."""
         return await self.request(OC_LOGIN, bodies.Query(user, (), (password,)).pack())
 
+    async def key_login(self, handle: str, index: int, key: PrivateKey) -> Answer:
+        """Public-key login (opcode 2001): answer the node's challenge by signing its nonce and
+        the request digest (SHA-256) with ``key``; the final answer carries opcode 2001."""
+        challenge = await self.request(
+            OC_LOGIN_ID_SYSTEM, bodies.pack_key_login(handle, index), FLAG_REQUEST_DIGEST
+        )
+        if challenge.code != RC_AUTHENTICATION_NEEDED:
+            return challenge
+        digest = challenge.message.body[1 : 1 + DIGEST_SIZES.get(challenge.message.body[0], 0)]
+        nonce = bodies.read_challenge(challenge.body)
+        answer = bodies.ChallengeAnswer(handle, index, "SHA-256", sign(key, nonce + digest))
+        message = request_message(
+            OC_CHALLENGE_RESPONSE, answer.pack(), FLAG_RECURSIVE | FLAG_REQUEST_DIGEST
+        )
+        return await self.send(message, session_id=challenge.envelope.session_id)
+
     async def create(self, handle: str, values: Sequence[HandleValue]) -> Answer:
         return await self.request(OC_CREATE, bodies.pack_values_request(handle, values))
 
@@ -156,6 +180,15 @@ class HandleClient:
 
     async def delete(self, handle: str) -> Answer:
         return await self.request(OC_DELETE, bodies.pack_handle(handle))
+
+
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    """A signature as the CAICT SDK makes it: SHA-256 with RSA (PKCS#1 v1.5), DSA or ECDSA."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(key, dsa.DSAPrivateKey):
+        return key.sign(data, hashes.SHA256())
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
 class _Datagrams(asyncio.DatagramProtocol):
