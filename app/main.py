@@ -52,6 +52,7 @@ from gateways.mqtt.broker import HOST as EMBEDDED_HOST
 from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
+from resolver.handle_protocol.remote import HandleProtocolRemote, Remotes
 from resolver.stats import ResolveStats
 from resolver.upstream import HandleRestClient
 
@@ -95,7 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout = httpx.Timeout(
             settings.upstream_timeout, connect=min(settings.upstream_timeout, 2)
         )
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        native = HandleProtocolRemote(wait=settings.upstream_timeout)
+        async with (
+            httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
+            contextlib.aclosing(native),
+        ):
             app.state.node = Node(
                 settings=settings,
                 database=database,
@@ -103,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await database.store(),
                     node_prefix=settings.node_prefix,
                     cache=cache,
-                    remote=HandleRestClient(http),
+                    remote=Remotes(HandleRestClient(http), native),
                     upstream_url=settings.upstream_url,
                     node_id=settings.node_id or uuid.uuid4().hex[:12],
                     max_hops=settings.max_hops,

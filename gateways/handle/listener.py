@@ -42,6 +42,7 @@ from resolver.handle_protocol.message import (
 )
 
 log = logging.getLogger("gateways.handle")
+STOP_GRACE = 5.0  # seconds connections get to finish their request when the node stops
 MAX_UDP_IN_FLIGHT = 1000  # datagrams being answered at once; more are answered "busy"
 
 
@@ -92,7 +93,7 @@ class HandleListener:
         self._max = max_message
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._datagrams: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -109,30 +110,37 @@ class HandleListener:
             raise PortTaken(f"{self.host}:{self.port}: {exc.strerror}") from exc
 
     async def stop(self) -> None:
+        """Stop listening and hang up: each connection ends its current request (closing
+        its socket ends the wait for the next one); datagram answers are abandoned."""
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-            await self._tcp.wait_closed()
-        tasks = [*self._connections, *self._datagrams]
-        for task in tasks:
+        for writer in self._connections.values():
+            writer.close()
+        for task in self._datagrams:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = [*self._connections, *self._datagrams]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
 
     # --- TCP ---
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             await self._serve(reader, writer, Session())
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away or went quiet
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

@@ -141,7 +141,7 @@ class Operations:
         query = bodies.Query.read(request.body)
         handle = parse_handle(query.handle)
         resolver = self._node.resolver
-        entry = await resolver.resolve(handle)
+        entry = await resolver.resolve(handle, hops=request.recursion)
         public_only = session.principal.is_anonymous or request.has(FLAG_PUBLIC_ONLY)
         privileged = not public_only and await self._may_read_restricted(session, handle)
         record = history.visible(entry.record(), privileged=privileged)

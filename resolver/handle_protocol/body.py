@@ -210,7 +210,7 @@ def read_values(reader: Reader) -> list[dict[str, Any]]:
 
 def read_value(reader: Reader) -> dict[str, Any]:
     index = reader.int4("value index")
-    reader.uint4("value timestamp")  # the client's clock: the node stamps its own time
+    seconds = reader.uint4("value timestamp")  # a client's clock: the node stamps its own
     reader.byte("TTL type")
     ttl = reader.int4("TTL")
     permissions = reader.byte("permissions")
@@ -227,6 +227,7 @@ def read_value(reader: Reader) -> dict[str, Any]:
         "ttl": ttl,
         "permissions": format(permissions & 0x0F, "04b"),
         "references": references,
+        "timestamp": datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

@@ -41,4 +41,4 @@ async def native_node(settings: Settings, **overrides: Any) -> AsyncIterator[Nat
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield NativeNode(application, http, port)
+            yield NativeNode(application, http, configured.handle_port)
