@@ -17,14 +17,13 @@ on the same port and the kernel spreads connections and datagrams over them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from gateways.handle.operations import Operations, Session, reply
 from resolver.handle_protocol import bodies
@@ -35,13 +34,14 @@ from resolver.handle_protocol.message import (
     Envelope,
     MalformedMessage,
     Message,
-    frame,
     read_envelope,
     read_message,
     udp_datagrams,
 )
 
 log = logging.getLogger("gateways.handle")
+VERSION = Envelope(0, 0, 0).pack()[:4]  # what every answer's envelope starts with
+_ANSWER_HEAD = struct.Struct(">iiiI")  # session id, request id, sequence, length
 STOP_GRACE = 5.0  # seconds connections get to finish their request when the node stops
 MAX_UDP_IN_FLIGHT = 1000  # datagrams being answered at once; more are answered "busy"
 
@@ -89,18 +89,19 @@ class HandleListener:
     ) -> None:
         self._operations = operations
         self.host, self.port = host, port
-        self._idle = idle_timeout
-        self._max = max_message
+        self.idle = idle_timeout
+        self.max_message = max_message
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self._datagrams: set[asyncio.Task[None]] = set()
+        self.connections: set[_Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._datagrams = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self._tcp = await asyncio.start_server(
-                self._connection, self.host, self.port, reuse_port=True
+            self._tcp = await loop.create_server(
+                lambda: _Connection(self, self._operations), self.host, self.port, reuse_port=True
             )
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: _Datagrams(self), local_addr=(self.host, self.port), reuse_port=True
@@ -110,64 +111,26 @@ class HandleListener:
             raise PortTaken(f"{self.host}:{self.port}: {exc.strerror}") from exc
 
     async def stop(self) -> None:
-        """Stop listening and hang up: each connection ends its current request (closing
-        its socket ends the wait for the next one); datagram answers are abandoned."""
+        """Stop listening and hang up; requests under way get a moment to finish."""
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-        for writer in self._connections.values():
-            writer.close()
-        for task in self._datagrams:
-            task.cancel()
-        tasks = [*self._connections, *self._datagrams]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+        for connection in list(self.connections):
+            connection.close()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=STOP_GRACE)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._tcp is not None:
             await self._tcp.wait_closed()
 
-    # --- TCP ---
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
-        try:
-            await self._serve(reader, writer, Session())
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            pass  # the client went away or went quiet
-        finally:
-            self._connections.pop(task, None)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session
-    ) -> None:
-        while True:
-            head = await asyncio.wait_for(reader.readexactly(ENVELOPE_SIZE), self._idle)
-            try:
-                envelope = read_envelope(head, max_length=self._max)
-            except MalformedMessage as exc:
-                # The framing is lost: say why and hang up.
-                _send(writer, _blank(head), protocol_error(0, exc.message))
-                await writer.drain()
-                return
-            data = await asyncio.wait_for(reader.readexactly(envelope.length), self._idle)
-            session.session_id = envelope.session_id
-            try:
-                request = read_message(data)
-            except MalformedMessage as exc:
-                response = protocol_error(_opcode_of(data), exc.message)
-            else:
-                response = await self._operations.answer(request, session)
-            # The session id may be new: a key login's challenge names the one to answer under.
-            _send(writer, replace(envelope, session_id=session.session_id), response)
-            await writer.drain()
+    def run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a request that needs to wait (the database, another node) as a task."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # --- UDP ---
 
@@ -176,28 +139,135 @@ class HandleListener:
         if udp is None:
             return
         try:
-            envelope = read_envelope(data, max_length=self._max)
+            envelope = read_envelope(data, max_length=self.max_message)
             if envelope.sequence != 0 or envelope.length != len(data) - ENVELOPE_SIZE:
                 raise MalformedMessage("a UDP request must be exactly one datagram")
-            request = read_message(data[ENVELOPE_SIZE:])
+            message = data[ENVELOPE_SIZE:]
+            ready = self._operations.ready_answer(message, ANONYMOUS_SESSION)
+            if ready is not None:
+                _send_udp(udp, address, envelope, ready)
+                return
+            request = read_message(message)
         except MalformedMessage as exc:
-            envelope = _blank(data)
             opcode = _opcode_of(data[ENVELOPE_SIZE:])
-            _send_udp(udp, address, envelope, protocol_error(opcode, exc.message))
+            _send_udp(udp, address, _blank(data), protocol_error(opcode, exc.message).pack())
             return
-        if len(self._datagrams) >= MAX_UDP_IN_FLIGHT:
+        if self._datagrams >= MAX_UDP_IN_FLIGHT:
             busy = reply(request, RC_SERVER_BUSY, bodies.pack_error("busy; try again"))
-            _send_udp(udp, address, envelope, busy)
+            _send_udp(udp, address, envelope, busy.pack())
             return
-        task = asyncio.create_task(self._answer_datagram(udp, address, envelope, request))
-        self._datagrams.add(task)
-        task.add_done_callback(self._datagrams.discard)
+        self._datagrams += 1
+        self.run(self._answer_datagram(udp, address, envelope, request))
 
     async def _answer_datagram(
         self, udp: asyncio.DatagramTransport, address: Any, envelope: Envelope, request: Message
     ) -> None:
-        response = await self._operations.answer(request, Session())
-        _send_udp(udp, address, envelope, response)
+        try:
+            response = await self._operations.answer(request, Session())
+            _send_udp(udp, address, envelope, response.pack())
+        finally:
+            self._datagrams -= 1
+
+
+ANONYMOUS_SESSION = Session()
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: requests one at a time, the login kept on :attr:`session`.
+
+    Anonymous resolutions answered from ready bytes are written at once; anything else runs
+    as a task while reading pauses (so a client cannot pile up requests, and memory stays
+    within one message). ``deadline`` moves on with each whole message: a connection that
+    sends nothing, or dribbles, is closed when it passes.
+    """
+
+    def __init__(self, listener: HandleListener, operations: Operations) -> None:
+        self._listener = listener
+        self._operations = operations
+        self._buffer = bytearray()
+        self.session = Session()
+        self._busy = False
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + listener.idle
+        self._timer = self._loop.call_at(self._deadline, self._check_idle)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._listener.connections.discard(self)
+        self._timer.cancel()
+        self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._busy:
+            self._take_requests()
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        now = self._loop.time()
+        if self._busy:  # a request waiting on the database is not the client's idleness
+            self._deadline = max(self._deadline, now + self._listener.idle)
+        elif now >= self._deadline:
+            self._transport.close()
+            return
+        self._timer = self._loop.call_at(self._deadline, self._check_idle)
+
+    def _take_requests(self) -> None:
+        transport, buffer = self._transport, self._buffer
+        while transport is not None and len(buffer) >= ENVELOPE_SIZE:
+            try:
+                envelope = read_envelope(buffer, max_length=self._listener.max_message)
+            except MalformedMessage as exc:
+                # The framing is lost: say why and hang up.
+                _write(
+                    transport,
+                    _blank(bytes(buffer[:ENVELOPE_SIZE])),
+                    protocol_error(0, exc.message).pack(),
+                )
+                transport.close()
+                buffer.clear()
+                return
+            end = ENVELOPE_SIZE + envelope.length
+            if len(buffer) < end:
+                return
+            message = bytes(buffer[ENVELOPE_SIZE:end])
+            del buffer[:end]
+            self._deadline = self._loop.time() + self._listener.idle
+            ready = self._operations.ready_answer(message, self.session)
+            if ready is not None:
+                _write(transport, envelope, ready)
+                continue
+            self._busy = True
+            transport.pause_reading()
+            self._listener.run(self._answer(envelope, message))
+            return
+
+    async def _answer(self, envelope: Envelope, message: bytes) -> None:
+        self.session.session_id = envelope.session_id
+        try:
+            request = read_message(message)
+        except MalformedMessage as exc:
+            response = protocol_error(_opcode_of(message), exc.message)
+        else:
+            response = await self._operations.answer(request, self.session)
+        transport = self._transport
+        if transport is None:
+            return  # the client went away meanwhile
+        # The session id may be new: a key login's challenge names the one to answer under.
+        _write(transport, replace(envelope, session_id=self.session.session_id), response.pack())
+        self._busy = False
+        self._deadline = self._loop.time() + self._listener.idle
+        transport.resume_reading()
+        self._take_requests()
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -214,16 +284,16 @@ def _blank(head: bytes) -> Envelope:
     return Envelope(session, request, 0)
 
 
-def _send(writer: asyncio.StreamWriter, envelope: Envelope, response: Message) -> None:
-    packed = response.pack()
-    answer = Envelope(envelope.session_id, envelope.request_id, len(packed))
-    writer.write(frame(answer, packed))
+def _write(transport: asyncio.Transport, envelope: Envelope, message: bytes) -> None:
+    """Envelope and message in one write (the SDK mis-reads an envelope split in two)."""
+    head = _ANSWER_HEAD.pack(envelope.session_id, envelope.request_id, 0, len(message))
+    transport.write(VERSION + head + message)
 
 
 def _send_udp(
-    udp: asyncio.DatagramTransport, address: Any, envelope: Envelope, response: Message
+    udp: asyncio.DatagramTransport, address: Any, envelope: Envelope, message: bytes
 ) -> None:
-    for datagram in udp_datagrams(envelope.session_id, envelope.request_id, response.pack()):
+    for datagram in udp_datagrams(envelope.session_id, envelope.request_id, message):
         udp.sendto(datagram, address)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,12 +26,14 @@ from app.registry import handles as service
 from app.registry import history, public_keys
 from app.storage.database import AsyncSession
 from app.storage.invalidation import evict_touched
+from resolver.cache import Entry
 from resolver.errors import HandleNotFound, ResolverError, ValuesNotFound
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.body import Site, encode_site
 from resolver.handle_protocol.message import (
     FLAG_PUBLIC_ONLY,
     FLAG_REQUEST_DIGEST,
+    HEADER_SIZE,
     OC_ADD_VALUE,
     OC_CHALLENGE_RESPONSE,
     OC_CREATE,
@@ -52,11 +55,16 @@ from resolver.handle_protocol.message import (
     request_digest,
 )
 from resolver.identifier import Handle, parse_handle
+from resolver.stats import HIT, perf_counter
 from resolver.values import parse_values
 
 log = logging.getLogger("gateways.handle")
 Handler = Callable[["Message", "Session"], Awaitable["tuple[int, bytes] | Message"]]
 ANSWER_LIFETIME = 3600  # seconds an answer's expiration lies ahead (the SDK refuses past ones)
+READY_LIFETIME = 600  # seconds a ready answer is reused (its expiration stays well ahead)
+MAX_READY = 10_000
+RESOLUTION_OPCODE = OC_RESOLUTION.to_bytes(4, "big")
+_FLAGS = struct.Struct(">I")
 CHANNEL = "handle"
 # Codes of the node's errors the CAICT SDK does not know, as codes it does: "not logged in"
 # is its LOGIN_FIRST; "not responsible" (301) would make it throw "unknown response code".
@@ -90,6 +98,9 @@ class Operations:
     def __init__(self, node: Node, site: Site) -> None:
         self._node = node
         self._prefix = node.settings.node_prefix
+        # Answers to anonymous unfiltered resolutions by request body: (cache entry they were
+        # built from, cache key, prefix, packed answer, when built).
+        self._ready: dict[bytes, tuple[Entry, str, str, bytes, float]] = {}
         self._site = encode_site(site)
         self._handlers: dict[int, Handler] = {
             OC_RESOLUTION: self._resolve,
@@ -134,6 +145,35 @@ class Operations:
 
     # --- reads ---
 
+    def ready_answer(self, message: bytes, session: Session) -> bytes | None:
+        """The packed answer to an anonymous, unfiltered resolution whose identifier is fresh
+        in the cache, ready to write (the hot path: no decoding, no task); else None."""
+        if message[:4] != RESOLUTION_OPCODE or len(message) < HEADER_SIZE + 4:
+            return None
+        (flags,) = _FLAGS.unpack_from(message, 8)
+        if flags & FLAG_REQUEST_DIGEST or not (
+            session.principal.is_anonymous or flags & FLAG_PUBLIC_ONLY
+        ):
+            return None
+        (length,) = _FLAGS.unpack_from(message, 20)
+        ready = self._ready.get(message[HEADER_SIZE : HEADER_SIZE + length])
+        if ready is None:
+            return None
+        entry, key, prefix, packed, built = ready
+        resolver = self._node.resolver
+        started = perf_counter()
+        if started - built > READY_LIFETIME or resolver.cache.fresh(key) is not entry:
+            return None
+        if resolver.stats is not None:
+            resolver.stats.observe(HIT, started, prefix)
+        return packed
+
+    def _keep_ready(self, request: Message, entry: Entry, handle: Handle, body: bytes) -> None:
+        if len(self._ready) >= MAX_READY:
+            del self._ready[next(iter(self._ready))]  # the oldest
+        packed = reply(request, RC_SUCCESS, body).pack()
+        self._ready[request.body] = (entry, str(handle), handle.prefix, packed, perf_counter())
+
     async def _get_site(self, request: Message, session: Session) -> tuple[int, bytes]:
         return RC_SUCCESS, self._site
 
@@ -150,7 +190,12 @@ class Operations:
             record = record.select([t + "." for t in query.types], query.indexes)
             if not record.values:
                 raise ValuesNotFound(f"no value of {handle} matches the filters")
-        return RC_SUCCESS, bodies.pack_records(str(handle), record.values)
+        body = bodies.pack_records(str(handle), record.values)
+        if public_only and not (
+            query.indexes or query.types or request.recursion or request.has(FLAG_REQUEST_DIGEST)
+        ):
+            self._keep_ready(request, entry, handle, body)
+        return RC_SUCCESS, body
 
     async def _may_read_restricted(self, session: Session, handle: Handle) -> bool:
         async with self._node.database.read_session() as db:
