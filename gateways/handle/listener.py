@@ -29,6 +29,7 @@ from gateways.handle.operations import Operations, Session, reply
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.message import (
     ENVELOPE_SIZE,
+    HEADER_SIZE,
     RC_PROTOCOL_ERROR,
     RC_SERVER_BUSY,
     Envelope,
@@ -42,6 +43,8 @@ from resolver.handle_protocol.message import (
 log = logging.getLogger("gateways.handle")
 VERSION = Envelope(0, 0, 0).pack()[:4]  # what every answer's envelope starts with
 _ANSWER_HEAD = struct.Struct(">iiiI")  # session id, request id, sequence, length
+_IDS_AND_LENGTH = struct.Struct(">ii4xI")  # envelope bytes 4-19, the sequence skipped
+MIN_MESSAGE = HEADER_SIZE + 4
 STOP_GRACE = 5.0  # seconds connections get to finish their request when the node stops
 MAX_UDP_IN_FLIGHT = 1000  # datagrams being answered at once; more are answered "busy"
 
@@ -223,33 +226,42 @@ class _Connection(asyncio.Protocol):
 
     def _take_requests(self) -> None:
         transport, buffer = self._transport, self._buffer
+        operations, session, limit = self._operations, self.session, self._listener.max_message
         while transport is not None and len(buffer) >= ENVELOPE_SIZE:
-            try:
-                envelope = read_envelope(buffer, max_length=self._listener.max_message)
-            except MalformedMessage as exc:
-                # The framing is lost: say why and hang up.
-                _write(
-                    transport,
-                    _blank(bytes(buffer[:ENVELOPE_SIZE])),
-                    protocol_error(0, exc.message).pack(),
-                )
-                transport.close()
-                buffer.clear()
+            # The hot path reads the ids and the length only; read_envelope checks the rest
+            # (and makes the error) when the length is out of bounds.
+            session_id, request_id, length = _IDS_AND_LENGTH.unpack_from(buffer, 4)
+            if not MIN_MESSAGE <= length <= limit:
+                self._refuse(transport, buffer)
                 return
-            end = ENVELOPE_SIZE + envelope.length
+            end = ENVELOPE_SIZE + length
             if len(buffer) < end:
                 return
             message = bytes(buffer[ENVELOPE_SIZE:end])
             del buffer[:end]
             self._deadline = self._loop.time() + self._listener.idle
-            ready = self._operations.ready_answer(message, self.session)
+            ready = operations.ready_answer(message, session)
             if ready is not None:
-                _write(transport, envelope, ready)
+                head = _ANSWER_HEAD.pack(session_id, request_id, 0, len(ready))
+                transport.write(VERSION + head + ready)
                 continue
             self._busy = True
             transport.pause_reading()
+            envelope = Envelope(session_id, request_id, length)
             self._listener.run(self._answer(envelope, message))
             return
+
+    def _refuse(self, transport: asyncio.Transport, buffer: bytearray) -> None:
+        """An envelope that cannot be one: the framing is lost, so say why and hang up."""
+        head = bytes(buffer[:ENVELOPE_SIZE])
+        try:
+            read_envelope(head, max_length=self._listener.max_message)
+            problem = "the envelope is not valid"
+        except MalformedMessage as exc:
+            problem = exc.message
+        _write(transport, _blank(head), protocol_error(0, problem).pack())
+        transport.close()
+        buffer.clear()
 
     async def _answer(self, envelope: Envelope, message: bytes) -> None:
         self.session.session_id = envelope.session_id

@@ -63,8 +63,7 @@ Handler = Callable[["Message", "Session"], Awaitable["tuple[int, bytes] | Messag
 ANSWER_LIFETIME = 3600  # seconds an answer's expiration lies ahead (the SDK refuses past ones)
 READY_LIFETIME = 600  # seconds a ready answer is reused (its expiration stays well ahead)
 MAX_READY = 10_000
-RESOLUTION_OPCODE = OC_RESOLUTION.to_bytes(4, "big")
-_FLAGS = struct.Struct(">I")
+_OPCODE_FLAGS_LENGTH = struct.Struct(">i4xI8xI")  # header: opcode, flags, body length
 CHANNEL = "handle"
 # Codes of the node's errors the CAICT SDK does not know, as codes it does: "not logged in"
 # is its LOGIN_FIRST; "not responsible" (301) would make it throw "unknown response code".
@@ -148,14 +147,11 @@ class Operations:
     def ready_answer(self, message: bytes, session: Session) -> bytes | None:
         """The packed answer to an anonymous, unfiltered resolution whose identifier is fresh
         in the cache, ready to write (the hot path: no decoding, no task); else None."""
-        if message[:4] != RESOLUTION_OPCODE or len(message) < HEADER_SIZE + 4:
+        opcode, flags, length = _OPCODE_FLAGS_LENGTH.unpack_from(message)
+        if opcode != OC_RESOLUTION or flags & FLAG_REQUEST_DIGEST:
             return None
-        (flags,) = _FLAGS.unpack_from(message, 8)
-        if flags & FLAG_REQUEST_DIGEST or not (
-            session.principal.is_anonymous or flags & FLAG_PUBLIC_ONLY
-        ):
+        if not (flags & FLAG_PUBLIC_ONLY or session.principal.is_anonymous):
             return None
-        (length,) = _FLAGS.unpack_from(message, 20)
         ready = self._ready.get(message[HEADER_SIZE : HEADER_SIZE + length])
         if ready is None:
             return None
