@@ -26,7 +26,7 @@ from resolver.handle_protocol.message import (
 )
 from tests.gateways.handle_node import HOST, NativeNode, native_node
 
-IDLE = 0.5
+IDLE = 2.0  # short for the tests, long enough for a loaded machine between requests
 MAX_MESSAGE = 4096
 ADMIN = "88.999/ADMIN"  # not there: answered 100, which is an answer all the same
 
