@@ -74,3 +74,26 @@ async def test_nodes_pointing_at_each_other_give_up_instead_of_going_round(
         answer = await client.resolve("86.1/ANYWHERE")
     assert answer.code == 2
     assert "hops" in answer.error
+
+
+async def test_a_prefix_delegated_to_a_native_node_resolves_through_it(
+    settings: Settings, top_level: Settings
+) -> None:
+    enterprise_node = top_level.model_copy(update={"node_prefix": "88.999.7"})
+    async with native_node(enterprise_node) as far:
+        put = await far.http.put(
+            "/api/handles/88.999.7/MILK-1",
+            json=[url_value("https://dairy.example.com/m/1")],
+            headers=OPERATOR,
+        )
+        assert put.status_code == 201, put.text
+        async with native_node(settings) as node:
+            site = [{"index": 1, "type": "HS_SITE", "data": f"hdl://{HOST}:{far.port}"}]
+            delegated = await node.http.put(
+                "/api/handles/0.NA/88.999.7", json=site, headers=OPERATOR
+            )
+            assert delegated.status_code == 201, delegated.text
+            async with node.connection() as client:
+                answer = await client.resolve("88.999.7/MILK-1")
+    assert answer.code == 1, answer.error
+    assert answer.values()[1][0]["data"]["value"] == "https://dairy.example.com/m/1"
