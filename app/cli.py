@@ -32,7 +32,7 @@ from app.settings import Settings
 from app.storage.database import Database
 from gateways.handle import PortTaken as HandlePortTaken
 from gateways.handle import check_free
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 from resolver.handle_protocol.bodies import Query
 from resolver.handle_protocol.client import (
     Answer,
@@ -373,7 +373,7 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     with click.progressbar(length=total, label=f"importing {file.name}", file=sys.stderr) as bar:
         try:
             summary = asyncio.run(run(bar.update))
-        except (NodeError, ResolverError) as exc:
+        except IdnodeError as exc:
             raise click.ClickException(exc.message) from exc
     click.echo(
         f"{summary.accepted} of {summary.rows} rows registered under {prefix} "

@@ -18,16 +18,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
-from app.api.errors import STATUS
 from app.auth import ADMIN_SUFFIX, ANONYMOUS, Principal, authenticate, enterprise_holding
-from app.errors import AuthenticationFailed, NodeError
+from app.errors import AuthenticationFailed
 from app.node import Node
 from app.registry import handles as service
 from app.registry import history, public_keys
 from app.storage.database import AsyncSession
 from app.storage.invalidation import evict_touched
 from resolver.cache import Entry
-from resolver.errors import HandleNotFound, ResolverError, ValuesNotFound
+from resolver.errors import HandleNotFound, IdnodeError, ValuesNotFound
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.body import Site, encode_site
 from resolver.handle_protocol.message import (
@@ -129,18 +128,13 @@ class Operations:
                 if isinstance(result, Message):
                     return result
                 code, body = result
-        except (NodeError, ResolverError) as exc:
-            code, body = self._error_code(exc), bodies.pack_error(exc.message)
+        except IdnodeError as exc:
+            code = WIRE_CODES.get(exc.response_code, exc.response_code)
+            body = bodies.pack_error(exc.message)
         except Exception:
             log.exception("gateways.handle.unexpected_error", extra={"opcode": request.opcode})
             code, body = RC_ERROR, bodies.pack_error("internal error; the operation was not done")
         return reply(request, code, body)
-
-    @staticmethod
-    def _error_code(exc: NodeError | ResolverError) -> int:
-        code = exc.response_code if isinstance(exc, ResolverError) else 2
-        code = STATUS.get(type(exc), (0, code))[1]
-        return WIRE_CODES.get(code, code)
 
     # --- reads ---
 
