@@ -33,10 +33,14 @@ class NativeNode:
 
 
 @asynccontextmanager
-async def native_node(settings: Settings, **overrides: Any) -> AsyncIterator[NativeNode]:
+async def native_node(
+    settings: Settings, *, fresh: bool = True, **overrides: Any
+) -> AsyncIterator[NativeNode]:
+    """``fresh=False``: keep what the database holds (a second node on the same one)."""
     port = free_port()
     configured = settings.model_copy(update={"handle_host": HOST, "handle_port": port, **overrides})
-    await _empty_tables(configured.database_url)
+    if fresh:
+        await _empty_tables(configured.database_url)
     application = create_app(configured)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)

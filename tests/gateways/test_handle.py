@@ -3,6 +3,7 @@ HTTP (one store, one cache, one set of rules)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -228,3 +229,27 @@ async def native_registrations(node: NativeNode) -> float:
     line = 'idnode_registrations_total{channel="handle"} '
     (value,) = [row[len(line) :] for row in metrics.text.splitlines() if row.startswith(line)]
     return float(value)
+
+
+async def test_a_native_write_reaches_another_process_s_cache(settings: Settings) -> None:
+    # Two nodes on one database stand for two worker processes: each has its own cache.
+    async with native_node(settings) as writer:
+        dairy = await create_enterprise(writer.http)
+        handle = await registered(writer, dairy, "SHARED-1")
+        async with native_node(settings, fresh=False) as reader:
+            async with reader.connection() as client:
+                assert by_index(await client.resolve(handle, indexes=[1])) == {
+                    1: "https://example.com/p"
+                }  # now cached in the reader
+            async with writer.connection() as client:
+                await logged_in(client, dairy)
+                changed = await client.modify(handle, [url(1, "https://example.com/v2")])
+                assert changed.code == RC_SUCCESS
+            seen = None
+            for _ in range(100):  # bounded: 5 s
+                async with reader.connection() as client:
+                    seen = by_index(await client.resolve(handle, indexes=[1]))
+                if seen == {1: "https://example.com/v2"}:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen == {1: "https://example.com/v2"}
