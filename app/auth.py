@@ -146,6 +146,13 @@ async def _basic(session: AsyncSession, encoded: str) -> Principal:
     return principal
 
 
+async def enterprise_holding(session: AsyncSession, prefix: str) -> Principal | None:
+    """The enterprise holding ``prefix`` as a caller (after it proved itself another way,
+    e.g. a Handle protocol key login)."""
+    enterprise = await repo.owner_of(session, prefix)
+    return None if enterprise is None else await enterprise_principal(session, enterprise.id)
+
+
 async def enterprise_principal(session: AsyncSession, enterprise_id: int) -> Principal:
     """The enterprise as a caller, with its prefixes and whether it is active."""
     enterprise = await repo.enterprise(session, enterprise_id)

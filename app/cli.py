@@ -32,7 +32,18 @@ from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings
 from app.storage.database import Database
 from app.supervisor import Supervisor
+from gateways.handle import PortTaken as HandlePortTaken
+from gateways.handle import check_free
 from resolver.errors import IdnodeError
+from resolver.handle_protocol.bodies import Query
+from resolver.handle_protocol.client import (
+    Answer,
+    HandleClient,
+    HandleProtocolError,
+    request_message,
+    udp_request,
+)
+from resolver.handle_protocol.message import OC_RESOLUTION, MalformedMessage
 
 T = TypeVar("T")
 DEFAULT_SERVER = "granian"
@@ -118,17 +129,36 @@ def migrate() -> None:
     is_flag=True,
     help="Do not start the embedded MQTT broker (it starts when IDNODE_MQTT_URL is unset).",
 )
+@click.option(
+    "--handle-port",
+    default=2641,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="IDNODE_HANDLE_PORT",
+    help="TCP and UDP port of the Handle protocol (0: off).",
+)
 def serve(
-    host: str, port: int, workers: int, no_migrate: bool, server: str, no_broker: bool
+    host: str,
+    port: int,
+    workers: int,
+    no_migrate: bool,
+    server: str,
+    no_broker: bool,
+    handle_port: int,
 ) -> None:
-    """Serve the node over HTTP (migrating the database first), with the device gateway."""
+    """Serve the node over HTTP (migrating the database first), with the device gateway and
+    the Handle protocol listener."""
     os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
+    os.environ["IDNODE_HANDLE_HOST"] = host
+    os.environ["IDNODE_HANDLE_PORT"] = str(_free_handle_port(host, handle_port))
     settings = _settings()
     if not no_migrate:
         migrate_database(settings)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
+    if os.environ["IDNODE_HANDLE_PORT"] != "0":
+        click.echo(f"idnode: Handle protocol on {host}:{handle_port} (TCP and UDP)")
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
     # One key for every worker, so a dashboard session works whichever serves the request.
@@ -137,6 +167,23 @@ def serve(
     logging_config = logs.dict_config(settings.log_format, settings.log_level)
     with _shared_metrics(workers if settings.metrics else 1):
         _run_server(server, host=host, port=port, workers=workers, logging_config=logging_config)
+
+
+def _free_handle_port(host: str, port: int) -> int:
+    """The Handle port the workers may share, or 0 (off, said why) when another program
+    holds it: the node then serves HTTP without it, as with a taken MQTT port."""
+    if port == 0:
+        return 0
+    try:
+        check_free(host, port)
+    except HandlePortTaken as exc:
+        click.echo(
+            f"idnode: Handle protocol port {exc} (another node?); native listener off. "
+            "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off",
+            err=True,
+        )
+        return 0
+    return port
 
 
 @contextlib.contextmanager
@@ -346,6 +393,51 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     if summary.rejected_file is not None:
         click.echo(f"rejected rows, with line numbers and reasons: {summary.rejected_file}")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("handle")
+@click.option(
+    "--native",
+    "address",
+    metavar="HOST:PORT",
+    help="Ask this Handle protocol server (default: this node, 127.0.0.1:IDNODE_HANDLE_PORT).",
+)
+@click.option("--type", "types", multiple=True, help="Only values of this type (repeatable).")
+@click.option("--index", "indexes", multiple=True, type=int, help="Only this index (repeatable).")
+@click.option("--udp", is_flag=True, help="One datagram instead of a TCP connection.")
+def resolve(
+    handle: str, address: str | None, types: tuple[str, ...], indexes: tuple[int, ...], udp: bool
+) -> None:
+    """Resolve HANDLE over the Handle protocol and print the answer as Handle JSON."""
+    host, port = _native_address(address or f"127.0.0.1:{_settings().handle_port}")
+    query = Query(handle, indexes, types)
+    try:
+        answer = asyncio.run(_ask_natively(host, port, query, udp=udp))
+    except (HandleProtocolError, MalformedMessage) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if answer.code != 1:
+        _echo_json({"responseCode": answer.code, "handle": handle, "message": answer.error})
+        sys.exit(1)
+    name, values = answer.values()
+    _echo_json({"responseCode": 1, "handle": name, "values": values})
+
+
+def _native_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--native")
+    return host.strip("[]"), int(port)
+
+
+async def _ask_natively(host: str, port: int, query: Query, *, udp: bool) -> Answer:
+    if udp:
+        return await udp_request(host, port, request_message(OC_RESOLUTION, query.pack()))
+    client = await HandleClient.connect(host, port)
+    try:
+        return await client.resolve(query.handle, indexes=query.indexes, types=query.types)
+    finally:
+        await client.close()
 
 
 @main.group("node-key")

@@ -161,6 +161,13 @@ class DeviceNotFound(NodeError):
     response_code = 100
 
 
+class PublicKeyNotFound(NodeError):
+    """The enterprise has no public key at that index (or no admin record at all)."""
+
+    status = 404
+    response_code = 100
+
+
 class ProvisioningKeyNotFound(NodeError):
     """The enterprise has no provisioning key of that name."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 import uuid
@@ -50,12 +51,15 @@ from app.supervisor import Supervisor
 from app.throttle import AttemptLimiter
 from gateways import nbiot
 from gateways.devices import DeviceService
+from gateways.handle import PortTaken as HandlePortTaken
+from gateways.handle import native_listener
 from gateways.lorawan import ChirpStackEvents
 from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
 from gateways.mqtt.broker import HOST as EMBEDDED_HOST
 from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
+from resolver.handle_protocol.remote import HandleProtocolRemote, Remotes
 from resolver.stats import ResolveStats
 from resolver.upstream import HandleRestClient
 
@@ -100,7 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.upstream_timeout, connect=min(settings.upstream_timeout, 2)
         )
         languages = Languages.shipped()
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        native = HandleProtocolRemote(wait=settings.upstream_timeout)
+        async with (
+            httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
+            contextlib.aclosing(native),
+        ):
             app.state.node = Node(
                 settings=settings,
                 database=database,
@@ -108,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     RecallingStore(await database.store(), database, cache),
                     node_prefix=settings.node_prefix,
                     cache=cache,
-                    remote=HandleRestClient(http),
+                    remote=Remotes(HandleRestClient(http), native),
                     upstream_url=settings.upstream_url,
                     node_id=settings.node_id or uuid.uuid4().hex[:12],
                     max_hops=settings.max_hops,
@@ -138,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         async with (
                             scan_recording(app.state.node.scans, tasks),
                             metrics_pump(app, settings, gateway, ingest, reports),
+                            handle_door(app.state.node),
                         ):
                             yield
             finally:
@@ -218,6 +227,21 @@ async def device_gateway(
             await supervised.stop()
         if broker is not None:
             await broker.stop()
+
+
+@asynccontextmanager
+async def handle_door(node: Node) -> AsyncIterator[None]:
+    """The Handle protocol listener (TCP and UDP) when IDNODE_HANDLE_HOST is set; a port that
+    is taken leaves the node serving HTTP, with a line saying which setting to change."""
+    try:
+        async with native_listener(node):
+            yield
+    except HandlePortTaken as exc:
+        _say(
+            f"idnode: Handle protocol port {exc} (another node?); native listener off. "
+            "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off"
+        )
+        yield
 
 
 @asynccontextmanager

@@ -49,7 +49,7 @@ hit: a record from the cache; miss: from the local store after a cache miss;
 not_found: 'handle not found' (cached or not); upstream: from the upstream top-level node;
 referral: from the enterprise node a prefix is delegated to; error: any other error answer."""
 
-CHANNELS = ("api", "batch", "mqtt", "lorawan", "nbiot")
+CHANNELS = ("api", "batch", "mqtt", "lorawan", "nbiot", "handle")
 """Where a registration came from: the handles and identifiers APIs, the batch endpoint and
 CSV import, the MQTT device protocol, ChirpStack (LoRaWAN), OneNET/CTWing pushes (NB-IoT)."""
 

@@ -96,6 +96,32 @@ class Settings(BaseSettings):
         "write of one that is).",
     )
 
+    # --- Handle protocol (TCP and UDP, for the CAICT ID-SDK and other nodes) ---
+    handle_host: str | None = Field(
+        None,
+        description="Address of the Handle protocol listener; `idnode serve` sets it to its "
+        "--host. Unset: no listener.",
+    )
+    handle_port: int = Field(
+        2641,
+        ge=0,
+        le=65535,
+        description="TCP and UDP port of the Handle protocol listener (0 turns it off); "
+        "`idnode serve --handle-port` sets it.",
+    )
+    handle_idle_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a Handle TCP connection may stay silent (or take to send one "
+        "message) before the node closes it.",
+    )
+    handle_max_message: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest Handle protocol message accepted, in bytes (bounds the memory of "
+        "each connection).",
+    )
+
     # --- resolver cache ---
     cache_max_entries: int = Field(
         100_000, ge=0, description="Identifiers kept in each process's cache (0 turns it off)."

@@ -190,6 +190,18 @@ class ResolverCache:
                 raise HandleNotFound.of(key)
             return entry
 
+    def loading(self, key: str) -> bool:
+        """Whether a load of ``key`` is under way in this process."""
+        return key in self._flights
+
+    async def load_alone(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
+        """The result of ``load``, neither shared with nor waiting for a load under way (and
+        not stored: that load will store its own)."""
+        entry = self._entry_for(key, await load())
+        if not entry.found:
+            raise HandleNotFound.of(key)
+        return entry
+
     async def _load(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
         self.stats.misses += 1
         self.stats.loads += 1

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from resolver.cache import Entry, ResolverCache
 from resolver.errors import HandleNotFound, NotResponsible
+from resolver.handle_protocol.remote import Remote
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
 from resolver.record import Record
 from resolver.stats import (
@@ -26,7 +27,6 @@ from resolver.stats import (
     perf_counter,
 )
 from resolver.upstream import (
-    HandleRestClient,
     ResolutionLoop,
     UpstreamFailed,
     UpstreamUnavailable,
@@ -71,7 +71,7 @@ class Resolver:
         *,
         node_prefix: str,
         cache: ResolverCache | None = None,
-        remote: HandleRestClient | None = None,
+        remote: Remote | None = None,
         upstream_url: str | None = None,
         node_id: str = "",
         max_hops: int = 8,
@@ -150,6 +150,12 @@ class Resolver:
                 f"to resolve {handle} through"
             )
         try:
+            if hops and self.cache.loading(key):
+                # A request forwarded by another node for what this process is fetching
+                # already is most likely that fetch coming back round (the Handle protocol
+                # carries no list of the nodes passed): waiting for it would wait for itself.
+                # Fetch again, so the hop limit ends a loop.
+                return await self.cache.load_alone(key, load), outcome
             return await self.cache.get_or_load(key, load), outcome
         except UpstreamUnavailable:
             stale = self.cache.stale(key)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, operator, owner_or_operator
 from app.auth import Principal
 from app.registry import enterprises as service
+from app.registry import public_keys
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["Enterprises"])
 OperatorDep = Annotated[Principal, Depends(operator)]
@@ -83,3 +84,47 @@ async def rotate(prefix: str, principal: CallerDep, session: WriteSession) -> di
     """Revoke the enterprise's secret and token and issue new ones (shown this once)."""
     owner_or_operator(principal, prefix)
     return (await service.rotate_credentials(session, prefix)).as_json()
+
+
+class PublicKeyIn(BaseModel):
+    publicKey: str = Field(  # noqa: N815
+        description="PEM SubjectPublicKeyInfo (-----BEGIN PUBLIC KEY-----); RSA, DSA or EC."
+    )
+
+
+class PublicKeyOut(BaseModel):
+    index: int = Field(description="Index of the HS_PUBKEY value on <prefix>/ADMIN.")
+    publicKey: str  # noqa: N815
+    algorithm: str
+
+
+@router.post("/{prefix}/public-keys", status_code=201, response_model=PublicKeyOut)
+async def add_public_key(
+    prefix: str, payload: PublicKeyIn, principal: CallerDep, session: WriteSession
+) -> dict[str, object]:
+    """Publish a public key as ``HS_PUBKEY`` on ``<prefix>/ADMIN`` (first 301, then 302, ...):
+    Handle protocol clients then log in as ``<prefix>/ADMIN`` at that index with the
+    matching private key (opcode 2001)."""
+    owner_or_operator(principal, prefix)
+    added = await public_keys.add_key(session, prefix, payload.publicKey, actor=principal.actor)
+    return added.as_json()
+
+
+@router.get("/{prefix}/public-keys", response_model=list[PublicKeyOut])
+async def list_public_keys(
+    prefix: str, node: NodeDep, principal: CallerDep
+) -> list[dict[str, object]]:
+    """The enterprise's published keys."""
+    owner_or_operator(principal, prefix)
+    async with node.database.read_session() as session:
+        return [k.as_json() for k in await public_keys.list_keys(session, prefix)]
+
+
+@router.delete("/{prefix}/public-keys/{index}", status_code=204)
+async def revoke_public_key(
+    prefix: str, index: int, principal: CallerDep, session: WriteSession
+) -> Response:
+    """Revoke a key: it can no longer log in."""
+    owner_or_operator(principal, prefix)
+    await public_keys.revoke_key(session, prefix, index, actor=principal.actor)
+    return Response(status_code=204)

@@ -100,8 +100,12 @@ async def put_record(
     indexes: Collection[int] | None = None,
     overwrite: bool = True,
     history: bool = True,
+    existing_only: bool = False,
 ) -> tuple[Record, bool]:
     """Create or replace a record, or with ``indexes`` add/replace only those values.
+
+    ``existing_only`` (with ``indexes``): replace values only, refusing indexes the record
+    does not hold (the Handle protocol's modify).
 
     Returns the stored record and whether it was created. Repeating the same request leaves
     the same record: values whose content did not change keep their timestamps.
@@ -117,7 +121,9 @@ async def put_record(
         if indexes is not None:
             if existing is None:
                 raise HandleNotFound(f"handle {name} not found; PUT without index= to create it")
-            merged = _merge(existing, values, indexes, overwrite=overwrite)
+            merged = _merge(
+                existing, values, indexes, overwrite=overwrite, existing_only=existing_only
+            )
         elif existing is not None and not overwrite:
             raise HandleAlreadyExists(f"handle {name} already exists (overwrite=false)")
         else:
@@ -188,6 +194,7 @@ def _merge(
     indexes: Collection[int],
     *,
     overwrite: bool,
+    existing_only: bool = False,
 ) -> list[HandleValue]:
     sent = {v.index: v for v in values}
     missing = [i for i in indexes if i not in sent]
@@ -196,6 +203,9 @@ def _merge(
             f"index={missing[0]} was given but the body has no value with that index"
         )
     current = {v.index: v for v in existing}
+    absent = sorted(i for i in indexes if i not in current)
+    if existing_only and absent:
+        raise ValuesNotFound(f"no value with index {absent[0]} to modify")
     if not overwrite:
         clash = sorted(i for i in indexes if i in current)
         if clash:
