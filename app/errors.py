@@ -79,6 +79,13 @@ class RequestTooLarge(NodeError):
     response_code = 4
 
 
+class RequestTimeout(NodeError):
+    """The request body did not arrive within the configured time."""
+
+    status = 408
+    response_code = 4
+
+
 class GrantNotFound(NodeError):
     """No grant with that id was made by the caller (or it was revoked)."""
 

@@ -33,6 +33,7 @@ from app.api import (
     templates,
 )
 from app.api import monitoring as monitoring_api
+from app.api.bodies import BodyGuard
 from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.monitoring import MetricsPump, Sources
@@ -65,11 +66,15 @@ class NodeApp(FastAPI):
 
     lean: FastResolve | None = None
     request_ids: logs.RequestIds
+    bodies: BodyGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.lean is not None and await self.lean(scope, send):
             return
-        await logs.RequestIdMiddleware(super().__call__, self.request_ids)(scope, receive, send)
+        await logs.RequestIdMiddleware(self.bodies, self.request_ids)(scope, receive, send)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -138,6 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.request_ids = logs.RequestIds()  # per process: create_app runs in each worker
+    app.bodies = BodyGuard(
+        app.routed,
+        limit=settings.max_request_bytes,
+        timeout=settings.request_body_timeout,
+        streamed=[batches.BATCH_PATH],
+    )
     if settings.lean_resolve:
         app.lean = FastResolve(app.state, app.request_ids)
     app.include_router(handles.router)

@@ -68,9 +68,10 @@ async def write_session(node: NodeDep) -> AsyncIterator[AsyncSession]:
 WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 
-async def json_body(request: Request, node: NodeDep) -> Any:
-    """The parsed JSON body, refusing oversized and malformed ones with clear errors."""
-    body = await read_body(request, node.settings.max_request_bytes)
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body, refusing malformed ones with clear errors (oversized and slow
+    ones are refused as they are read: ``app/api/bodies.py``)."""
+    body = await request.body()
     if not body:
         raise InvalidRequest("the request body is empty; a JSON document was expected")
     try:
