@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import jinja2
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry, start_http_server
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -34,6 +34,7 @@ from app.api import (
 )
 from app.api import monitoring as monitoring_api
 from app.api.bodies import BodyGuard
+from app.api.deps import plain_parameters
 from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.monitoring import MetricsPump, Sources
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         summary="Identifier-resolution secondary node, Handle REST compatible",
         lifespan=lifespan,
+        dependencies=[Depends(plain_parameters)],
     )
     errors.install(app)
     app.request_ids = logs.RequestIds()  # per process: create_app runs in each worker

@@ -13,6 +13,7 @@ from app.auth import ANONYMOUS, Principal, authenticate
 from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied, RequestTooLarge
 from app.node import Node
 from app.storage.invalidation import evict_touched
+from resolver.text import first_problem, problem
 
 
 def current_node(request: Request) -> Node:
@@ -70,14 +71,28 @@ WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 async def json_body(request: Request) -> Any:
     """The parsed JSON body, refusing malformed ones with clear errors (oversized and slow
-    ones are refused as they are read: ``app/api/bodies.py``)."""
+    ones are refused as they are read: ``app/api/bodies.py``; typed bodies are checked by
+    ``app/api/schemas.py``)."""
     body = await request.body()
     if not body:
         raise InvalidRequest("the request body is empty; a JSON document was expected")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if (found := first_problem(document, "body")) is not None:
+        raise InvalidRequest(found)
+    return document
+
+
+async def plain_parameters(request: Request) -> None:
+    """Every path and query parameter of every route is text from outside too: checked
+    once here (``resolver/text.py``), naming the parameter."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if name == "handle":  # the identifier grammar checks it, answering INVALID_HANDLE
+            continue
+        if isinstance(value, str) and (found := problem(value)):
+            raise InvalidRequest(f"{name}: {found}")
 
 
 def refuse_declared_size(request: Request, limit: int) -> None:

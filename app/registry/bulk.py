@@ -28,6 +28,7 @@ from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
+from resolver.text import first_problem
 
 Result = dict[str, Any]
 MAX_KEY = 200
@@ -244,6 +245,8 @@ def _request(body: Any) -> dict[str, Any]:
         )
     if "template" not in body:
         raise InvalidRequest('"template" is required (a template id such as food.batch)')
+    if (found := first_problem(body, "item")) is not None:
+        raise InvalidRequest(found)
     wrong = [
         name
         for name, kinds in _SHAPE.items()
