@@ -27,7 +27,7 @@ from app.storage import handles as repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
-from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
+from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, check_new
 from resolver.text import first_problem
 
 Result = dict[str, Any]
@@ -205,7 +205,7 @@ async def _prepare(
     if item.unreadable is not None:
         raise InvalidRequest(item.unreadable)
     body = _request(item.body)
-    target = target_handle(body.get("handle"), body.get("prefix"))
+    target = check_new(target_handle(body.get("handle"), body.get("prefix")))
     await _authorize(session, batch, target)
     key = _key(body.get("idempotencyKey"))
     if key is not None and key in earlier:

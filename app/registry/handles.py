@@ -30,7 +30,13 @@ from resolver.errors import (
     ValueAlreadyExists,
     ValuesNotFound,
 )
-from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle, parse_prefix
+from resolver.identifier import (
+    PREFIX_RECORD_PREFIX,
+    Handle,
+    check_new,
+    parse_handle,
+    parse_prefix,
+)
 from resolver.record import Record
 from resolver.values import MAX_VALUES, HandleValue, value_json, values_from_stored
 
@@ -134,6 +140,7 @@ async def put_record(
                 history=history,
             )
             return Record(name, values_from_stored(final)), False
+        check_new(handle)
         if await repo.insert(
             session,
             handle=name,

@@ -171,3 +171,53 @@ async def test_out_of_range_numbers_and_times_are_4xx(client: httpx.AsyncClient)
     assert (
         await client.get(f"/api/handles/{handle}", params={"at": "2999-01-01T00:00:00Z"})
     ).status_code == 200
+
+
+async def test_identifiers_with_dot_segments_are_refused_on_every_write_path(
+    client: httpx.AsyncClient,
+) -> None:
+    """``88.999.1/../88.999.2/T1`` would be created by enterprise A, and its label's URL would
+    open enterprise B's ``88.999.2/T1`` in every normal HTTP client."""
+    a = await create_enterprise(client, "A")
+    b = await create_enterprise(client, "B")
+    sneaky = f"{a['prefix']}/../{b['prefix']}/T1"
+    encoded = f"{a['prefix']}/%2e%2E/{b['prefix']}/T1"
+    owner = bearer(a)
+    register = {"template": "food.batch", "attributes": FOOD_BATCH["example"]}
+    answers = {
+        "identifiers": await client.post(
+            "/api/v1/identifiers", json={**register, "handle": sneaky}, headers=owner
+        ),
+        "identifiers, encoded": await client.post(
+            "/api/v1/identifiers", json={**register, "handle": encoded}, headers=owner
+        ),
+        # httpx would remove a literal /../ itself: the node must see it, so it is encoded
+        "handles PUT": await client.put(
+            f"/api/handles/{a['prefix']}/%2E%2E/{b['prefix']}/T1",
+            json={"values": [url_value("https://x.example/")]},
+            headers=owner,
+        ),
+        "handles PUT ./": await client.put(
+            f"/api/handles/{a['prefix']}/A/%2E/B",
+            json={"values": [url_value("https://x.example/")]},
+            headers=owner,
+        ),
+        "handles mint": await client.post(
+            f"/api/handles/{a['prefix']}/%2E%2E/",
+            json={"values": [url_value("https://x.example/")]},
+            headers=owner,
+        ),
+    }
+    for where, answer in answers.items():
+        assert answer.status_code == 400, (where, answer.text)
+        body = answer.json()
+        assert "segment" in (body.get("detail") or body.get("message")), (where, body)
+    assert answers["handles PUT"].json()["responseCode"] == 102
+    batch = await client.post(
+        "/api/v1/identifiers:batch", json=[{**register, "handle": sneaky}], headers=owner
+    )
+    assert batch.json()["results"][0]["error"] == "InvalidHandle", batch.text
+    assert (await client.get(f"/api/handles/{b['prefix']}/T1")).status_code == 404
+    assert (await client.get("/api/v1/search?template=food.batch", headers=owner)).json()[
+        "items"
+    ] == []
