@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from app import logs, metrics, monitoring
 from app.api import (
     batches,
+    contract,
     dashboard,
     devices,
     enterprises,
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(plain_parameters)],
     )
     errors.install(app)
+    contract.install(app)
     app.request_ids = logs.RequestIds()  # per process: create_app runs in each worker
     app.bodies = BodyGuard(
         app.routed,

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ANONYMOUS, Principal, authenticate
@@ -24,8 +25,19 @@ def current_node(request: Request) -> Node:
 NodeDep = Annotated[Node, Depends(current_node)]
 
 
-async def caller(request: Request, node: NodeDep) -> Principal:
-    header = request.headers.get("authorization")
+# Declared as a security scheme so the OpenAPI document says which operations read it.
+CREDENTIALS = APIKeyHeader(
+    name="Authorization",
+    scheme_name="credentials",
+    description="Bearer <token> (operator, enterprise or reader token), or "
+    "Basic 300:<prefix>/ADMIN with the enterprise secret.",
+    auto_error=False,
+)
+
+
+async def caller(
+    node: NodeDep, header: Annotated[str | None, Security(CREDENTIALS)] = None
+) -> Principal:
     if not header:
         return ANONYMOUS
     async with node.database.read_session() as session:
