@@ -72,6 +72,13 @@ class InvalidFields(InvalidRequest):
     name = "InvalidRequest"
 
 
+class IdempotencyKeyReused(NodeError):
+    """An idempotency key sent again with a different request. 422, as the IETF draft on the
+    Idempotency-Key header asks: the key is well-formed but cannot apply to this payload."""
+
+    status = 422
+
+
 class RequestTooLarge(NodeError):
     """The request body exceeds the configured limit."""
 
