@@ -89,6 +89,13 @@ class InvalidFields(InvalidRequest):
     name = "InvalidRequest"
 
 
+class IdempotencyKeyReused(NodeError):
+    """An idempotency key sent again with a different request. 422, as the IETF draft on the
+    Idempotency-Key header asks: the key is well-formed but cannot apply to this payload."""
+
+    status = 422
+
+
 class RequestTooLarge(NodeError):
     """The request body exceeds the configured limit."""
 
@@ -108,6 +115,13 @@ class SnmsUserNotFound(NodeError):
 
     status = 404
     response_code = 100
+
+
+class RequestTimeout(NodeError):
+    """The request body did not arrive within the configured time."""
+
+    status = 408
+    response_code = 4
 
 
 class GrantNotFound(NodeError):

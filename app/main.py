@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import jinja2
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry, start_http_server
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from app import logs, metrics, monitoring
 from app.api import (
     batches,
+    contract,
     dashboard,
     devices,
     enterprises,
@@ -34,6 +35,8 @@ from app.api import (
     templates,
 )
 from app.api import monitoring as monitoring_api
+from app.api.bodies import BodyGuard
+from app.api.deps import plain_parameters
 from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.i18n import Languages
@@ -75,11 +78,15 @@ class NodeApp(FastAPI):
 
     lean: FastResolve | None = None
     request_ids: logs.RequestIds
+    bodies: BodyGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.lean is not None and await self.lean(scope, send):
             return
-        await logs.RequestIdMiddleware(super().__call__, self.request_ids)(scope, receive, send)
+        await logs.RequestIdMiddleware(self.bodies, self.request_ids)(scope, receive, send)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -159,9 +166,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         summary="Identifier-resolution secondary node, Handle REST compatible",
         lifespan=lifespan,
+        dependencies=[Depends(plain_parameters)],
     )
     errors.install(app)
+    contract.install(app)
     app.request_ids = logs.RequestIds()  # per process: create_app runs in each worker
+    app.bodies = BodyGuard(
+        app.routed,
+        limit=settings.max_request_bytes,
+        timeout=settings.request_body_timeout,
+        streamed=[batches.BATCH_PATH],
+    )
     if settings.lean_resolve:
         app.lean = FastResolve(app.state, app.request_ids)
     app.include_router(handles.router)

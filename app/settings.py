@@ -78,7 +78,16 @@ class Settings(BaseSettings):
         "with the routed path).",
     )
     max_request_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, on every endpoint but the batch one "
+        "(413 beyond, refused before it is read).",
+    )
+    request_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a request body may take to arrive, from the start of the "
+        "request (408 and the connection closed beyond); the batch endpoint is not bounded.",
     )
 
     batch_max_bytes: int = Field(

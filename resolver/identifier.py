@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from resolver.errors import InvalidHandle
 
@@ -75,6 +76,21 @@ def parse_handle(text: str) -> Handle:
     if prefix == PREFIX_RECORD_PREFIX:
         suffix = parse_prefix(suffix, what="prefix named by 0.NA")
     return Handle(prefix, suffix)
+
+
+def check_new(handle: Handle) -> Handle:
+    """The rule for identifiers created from now on: no suffix segment that an HTTP client
+    removes when it normalises a URL (``.``, ``..``, or percent-encoded forms such as
+    ``%2e%2E``), or the URL on the label (``<node>/88.999.1/../88.999.2/T1``) would open
+    another identifier. Identifiers stored before the rule still resolve: only creation
+    checks it."""
+    for position, segment in enumerate(handle.suffix.split("/"), start=1):
+        if unquote(segment) in {".", ".."}:
+            raise InvalidHandle(
+                f"suffix segment {position} is {segment!r}, which HTTP clients remove from "
+                "URLs (RFC 3986 section 5.2.4), so the identifier's URL would name another one"
+            )
+    return handle
 
 
 def _check_suffix(suffix: str) -> None:

@@ -20,6 +20,7 @@ import orjson
 
 from resolver.errors import InvalidHandle, InvalidValue
 from resolver.identifier import parse_handle
+from resolver.text import first_problem
 
 DEFAULT_TTL = 86400
 DEFAULT_PERMISSIONS = "1110"  # admin read, admin write, public read; no public write
@@ -187,6 +188,8 @@ def _parse_data(data: Any, where: str) -> tuple[str, Any]:
         raise InvalidValue(f"{where}: data format {fmt!r} is not one of {sorted(FORMATS)}")
     if not _finite(value):
         raise InvalidValue(f"{where}: data holds NaN or Infinity, which JSON cannot carry")
+    if (found := first_problem(value, "data")) is not None:
+        raise InvalidValue(f"{where}: {found}")
     try:
         size = len(orjson.dumps(value))
     except orjson.JSONEncodeError as exc:

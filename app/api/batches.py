@@ -30,6 +30,8 @@ NDJSON_TYPES = {NDJSON, "application/jsonl", "application/jsonlines", "applicati
 SPOOL_BYTES = 8 * 1024 * 1024  # results beyond this go to a temporary file
 READ_BLOCK = 256 * 1024
 MAX_LINE = 1024 * 1024  # one registration request; far more than any template allows
+# Bounds its body itself (IDNODE_BATCH_MAX_BYTES), line by line: see app/api/bodies.py.
+BATCH_PATH = f"{router.prefix}/identifiers:batch"
 
 
 @router.post(

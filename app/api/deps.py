@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ANONYMOUS, Principal, authenticate, claimed
@@ -19,6 +20,7 @@ from app.errors import (
 )
 from app.node import Node
 from app.storage.invalidation import evict_touched
+from resolver.text import first_problem, problem
 
 
 def current_node(request: Request) -> Node:
@@ -29,8 +31,19 @@ def current_node(request: Request) -> Node:
 NodeDep = Annotated[Node, Depends(current_node)]
 
 
-async def caller(request: Request, node: NodeDep) -> Principal:
-    header = request.headers.get("authorization")
+# Declared as a security scheme so the OpenAPI document says which operations read it.
+CREDENTIALS = APIKeyHeader(
+    name="Authorization",
+    scheme_name="credentials",
+    description="Bearer <token> (operator, enterprise or reader token), or "
+    "Basic 300:<prefix>/ADMIN with the enterprise secret.",
+    auto_error=False,
+)
+
+
+async def caller(
+    request: Request, node: NodeDep, header: Annotated[str | None, Security(CREDENTIALS)] = None
+) -> Principal:
     if not header:
         return ANONYMOUS
     address = request.client.host if request.client else None
@@ -81,15 +94,30 @@ async def write_session(node: NodeDep) -> AsyncIterator[AsyncSession]:
 WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 
-async def json_body(request: Request, node: NodeDep) -> Any:
-    """The parsed JSON body, refusing oversized and malformed ones with clear errors."""
-    body = await read_body(request, node.settings.max_request_bytes)
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body, refusing malformed ones with clear errors (oversized and slow
+    ones are refused as they are read: ``app/api/bodies.py``; typed bodies are checked by
+    ``app/api/schemas.py``)."""
+    body = await request.body()
     if not body:
         raise InvalidRequest("the request body is empty; a JSON document was expected")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if (found := first_problem(document, "body")) is not None:
+        raise InvalidRequest(found)
+    return document
+
+
+async def plain_parameters(request: Request) -> None:
+    """Every path and query parameter of every route is text from outside too: checked
+    once here (``resolver/text.py``), naming the parameter."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if name == "handle":  # the identifier grammar checks it, answering INVALID_HANDLE
+            continue
+        if isinstance(value, str) and (found := problem(value)):
+            raise InvalidRequest(f"{name}: {found}")
 
 
 def refuse_declared_size(request: Request, limit: int) -> None:

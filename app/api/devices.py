@@ -8,13 +8,14 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
+from app.api.schemas import RequestBody
 from app.registry import lorawan, nbiot, provisioning
 from app.vault import Vault
 
 router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200, examples=["line-3 retrofit adapters"])
     template: str = Field("device", description="The template the registered devices follow.")
 
@@ -61,7 +62,7 @@ async def revoke_key(
     return Response(status_code=204)
 
 
-class ApplicationMap(BaseModel):
+class ApplicationMap(RequestBody):
     applicationId: str = Field(  # noqa: N815
         description="The ChirpStack application's UUID.",
         examples=["3f9a6c2e-1d47-4b8a-a0e5-6c7b2d9e4f10"],
@@ -89,7 +90,7 @@ async def map_application(
     return mapped.as_json()
 
 
-class PlatformAccount(BaseModel):
+class PlatformAccount(RequestBody):
     provisionKey: str = Field(  # noqa: N815
         description="The provisioning key its devices register with (revoke it to stop them)."
     )

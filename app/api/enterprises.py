@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, operator, owner_or_operator
+from app.api.schemas import RequestBody
 from app.auth import Principal
 from app.registry import enterprises as service
 from app.registry import public_keys
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/v1/enterprises", tags=["Enterprises"])
 OperatorDep = Annotated[Principal, Depends(operator)]
 
 
-class EnterpriseCreate(BaseModel):
+class EnterpriseCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200, examples=["Inner Mongolia Dairy Co."])
     prefix: str | None = Field(
         None,
@@ -26,7 +27,7 @@ class EnterpriseCreate(BaseModel):
     )
 
 
-class EnterpriseChange(BaseModel):
+class EnterpriseChange(RequestBody):
     status: Literal["active", "disabled"]
 
 

@@ -80,6 +80,8 @@ async def _validation(request: Request, exc: Exception) -> Response:
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, IdnodeError):  # FastAPI wraps errors raised reading a body
+        return await _domain(request, exc.__cause__)
     return Response(
         orjson.dumps({"error": "HTTPError", "detail": exc.detail}),
         exc.status_code,

@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession
+from app.api.schemas import Moment, RequestBody
 from app.registry import grants as service
 
 router = APIRouter(prefix="/api/v1", tags=["Grants and reader tokens"])
 
 
-class GrantCreate(BaseModel):
+class GrantCreate(RequestBody):
     grantee: str = Field(
         min_length=1,
         max_length=64,
@@ -25,7 +26,7 @@ class GrantCreate(BaseModel):
         max_length=255,
         description="An identifier (88.999.1/MILK-1) or a prefix (88.999.1) of the caller.",
     )
-    expiresAt: AwareDatetime | None = Field(  # noqa: N815 - the API's JSON names
+    expiresAt: Moment | None = Field(  # noqa: N815 - the API's JSON names
         None, description="ISO 8601 with an offset; omitted: until revoked."
     )
 
@@ -39,7 +40,7 @@ class GrantOut(BaseModel):
     expiresAt: datetime | None  # noqa: N815
 
 
-class ReaderCreate(BaseModel):
+class ReaderCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200, examples=["Market regulator"])
 
 

@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 import segno
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, require_credentials
 from app.api.handles import record_then
+from app.api.schemas import RequestBody
 from app.node import Node
 from app.registry import history
 from app.registry import identifiers as service
@@ -29,7 +30,7 @@ QR_MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 Visibility = dict[str, str]
 
 
-class IdentifierCreate(BaseModel):
+class IdentifierCreate(RequestBody):
     handle: str | None = Field(None, description="The full identifier, e.g. 88.999.1/B-001.")
     prefix: str | None = Field(None, description="Your prefix: the node picks the suffix.")
     template: str = Field(description="Template id, or <id>@<version>.", examples=["food.batch"])
@@ -45,7 +46,7 @@ class IdentifierCreate(BaseModel):
     )
 
 
-class IdentifierChange(BaseModel):
+class IdentifierChange(RequestBody):
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="name -> new value (null removes it)."
     )

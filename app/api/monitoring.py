@@ -25,7 +25,10 @@ router = APIRouter(tags=["Monitoring"])
     "/metrics",
     summary="Prometheus metrics, added up over every worker process",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        404: {"description": "The node runs with IDNODE_METRICS=false"},
+    },
 )
 async def metrics(request: Request) -> Response:
     """Every ``idnode_*`` metric in the Prometheus text format (see the README, Monitoring)."""
@@ -42,11 +45,26 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+NOT_READY = {
+    "type": "object",
+    "required": ["status", "reasons"],
+    "properties": {
+        "status": {"const": "unavailable"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 @router.get(
     "/readyz",
     summary="The node can do its work: database (and broker, when configured) reachable, "
     "no long-lived task failing",
-    responses={503: {"description": '{"status": "unavailable", "reasons": [...]}'}},
+    responses={
+        503: {
+            "description": "Not ready: one reason per dependency that is not",
+            "content": {"application/json": {"schema": NOT_READY}},
+        }
+    },
 )
 async def readyz(request: Request, node: NodeDep) -> Any:
     """200 ``{"status": "ready"}``, or 503 with one reason per dependency that is not."""

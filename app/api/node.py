@@ -33,13 +33,13 @@ async def cache_stats(
     }
 
 
-@router.get("/key", response_class=PlainTextResponse)
-async def node_key(request: Request) -> PlainTextResponse:
+class PemResponse(PlainTextResponse):
+    media_type = "application/x-pem-file"
+
+
+@router.get("/key", response_class=PemResponse)
+async def node_key(request: Request) -> PemResponse:
     """The public half of the key that signs this node's reports (PEM), for the top-level
     node to verify ``X-Idnode-Signature``; ``X-Idnode-Key-Id`` names it."""
     key = request.app.state.reporting.key
-    return PlainTextResponse(
-        key.public_pem,
-        media_type="application/x-pem-file",
-        headers={"X-Idnode-Key-Id": key.key_id},
-    )
+    return PemResponse(key.public_pem, headers={"X-Idnode-Key-Id": key.key_id})

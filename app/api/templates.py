@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
+from app.api.schemas import RequestBody
 from app.registry import catalog
 from app.registry.bundled_templates import FOOD_BATCH
-from app.registry.template_definitions import template_json
+from app.registry.template_definitions import MAX_VERSION, template_json
 
 router = APIRouter(prefix="/api/v1/templates", tags=["Templates"])
 Body = Annotated[Any, Depends(json_body)]
@@ -22,7 +22,7 @@ TEMPLATE_BODY = {
 }
 
 
-class ItemChange(BaseModel):
+class ItemChange(RequestBody):
     disabled: bool
 
 
@@ -50,7 +50,8 @@ async def show(
     node: NodeDep,
     principal: CallerDep,
     version: Annotated[
-        int | None, Query(ge=1, description="A version; default the latest.")
+        int | None,
+        Query(ge=1, le=MAX_VERSION, description="A version; default the latest."),
     ] = None,
 ) -> dict[str, Any]:
     """A template with its items, constraints and an example of valid attributes."""

@@ -27,7 +27,8 @@ from app.storage import handles as repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
-from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
+from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, check_new
+from resolver.text import first_problem
 
 Result = dict[str, Any]
 MAX_KEY = 200
@@ -206,7 +207,7 @@ async def _prepare(
     if item.unreadable is not None:
         raise InvalidRequest(item.unreadable)
     body = _request(item.body)
-    target = target_handle(body.get("handle"), body.get("prefix"))
+    target = check_new(target_handle(body.get("handle"), body.get("prefix")))
     await authorize(session, batch, target)
     key = _key(body.get("idempotencyKey"))
     if key is not None and key in earlier:
@@ -246,6 +247,8 @@ def _request(body: Any) -> dict[str, Any]:
         )
     if "template" not in body:
         raise InvalidRequest('"template" is required (a template id such as food.batch)')
+    if (found := first_problem(body, "item")) is not None:
+        raise InvalidRequest(found)
     wrong = [
         name
         for name, kinds in _SHAPE.items()

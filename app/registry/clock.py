@@ -14,6 +14,16 @@ def handle_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def in_utc(moment: datetime) -> datetime:
+    """An aware time from outside, in UTC; ValueError when that falls outside the years 1 to
+    9999 (an offset can push 9999-12-31 or 0001-01-01 over the edge, where no database or
+    ``datetime`` goes)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{moment.isoformat()} is out of range (years 1 to 9999 in UTC)") from exc
+
+
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

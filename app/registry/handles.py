@@ -8,15 +8,22 @@ Who may write where:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ADMIN_SUFFIX, Principal
-from app.errors import AuthenticationRequired, InvalidRequest, PermissionDenied
+from app.errors import (
+    AuthenticationRequired,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    PermissionDenied,
+)
 from app.registry import clock
 from app.storage import enterprises as enterprise_repo
 from app.storage import grants as grants_repo
@@ -30,7 +37,13 @@ from resolver.errors import (
     ValueAlreadyExists,
     ValuesNotFound,
 )
-from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle, parse_prefix
+from resolver.identifier import (
+    PREFIX_RECORD_PREFIX,
+    Handle,
+    check_new,
+    parse_handle,
+    parse_prefix,
+)
 from resolver.record import Record
 from resolver.values import MAX_VALUES, HandleValue, value_json, values_from_stored
 
@@ -140,6 +153,7 @@ async def put_record(
                 history=history,
             )
             return Record(name, values_from_stored(final)), False
+        check_new(handle)
         if await repo.insert(
             session,
             handle=name,
@@ -270,7 +284,10 @@ async def mint_record(
     handle = parse_handle(f"{prefix}/{stem}{uuid.uuid4()}")
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     if idempotency_key is not None:
-        earlier = await earlier_mint(session, principal, key=idempotency_key, handle=handle)
+        request = {"base": f"{prefix}/{stem}", "values": [value_json(v) for v in values]}
+        earlier = await earlier_mint(
+            session, principal, key=idempotency_key, handle=handle, request=request
+        )
         if earlier is not None:
             return earlier, False
     return await put_record(
@@ -279,25 +296,39 @@ async def mint_record(
 
 
 async def earlier_mint(
-    session: AsyncSession, principal: Principal, *, key: str, handle: Handle
+    session: AsyncSession, principal: Principal, *, key: str, handle: Handle, request: object
 ) -> Record | None:
     """The record an earlier mint with this idempotency key created; None when this is the
-    first use of the key, which is then claimed for ``handle`` in this transaction."""
+    first use of the key, which is then claimed for ``handle`` in this transaction.
+
+    ``request`` (JSON-like) is what the mint was asked: a retry must ask the same, or it is
+    refused with :class:`IdempotencyKeyReused` rather than answered with another's result.
+    """
     owner = owner_key(principal)
     if not 0 < len(key) <= 200:
         raise InvalidRequest("the idempotency key must be 1 to 200 characters")
+    asked = _fingerprint(request)
     await repo.lock_mints(session, owner=owner)
     earlier = await repo.minted_for(session, owner=owner, key=key)
     if earlier is None and not await repo.remember_mint(
-        session, owner=owner, key=key, handle=str(handle), now=clock.now()
+        session, owner=owner, key=key, handle=str(handle), fingerprint=asked, now=clock.now()
     ):
         earlier = await repo.minted_for(session, owner=owner, key=key)
     if earlier is None:
         return None
-    stored = await repo.lock(session, earlier)
+    if earlier.fingerprint is not None and earlier.fingerprint != asked:
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} was used by a different request (which created "
+            f"{earlier.handle}); send a new key with a new request"
+        )
+    stored = await repo.lock(session, earlier.handle)
     if stored is None:
-        raise HandleNotFound(f"idempotency key {key!r} minted {earlier}, since deleted")
-    return Record(earlier, values_from_stored(stored))
+        raise HandleNotFound(f"idempotency key {key!r} minted {earlier.handle}, since deleted")
+    return Record(earlier.handle, values_from_stored(stored))
+
+
+def _fingerprint(request: object) -> str:
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def owner_key(principal: Principal) -> str:

@@ -41,7 +41,10 @@ def parse_moment(text: str) -> datetime:
         raise InvalidRequest(
             f"at={text!r} is not an ISO 8601 time; send e.g. 2026-11-26T08:30:00Z"
         ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return clock.in_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    except ValueError as exc:
+        raise InvalidRequest(f"at={text!r}: {exc}") from exc
 
 
 async def record_at(session: AsyncSession, handle: Handle | str, at: datetime) -> Record | None:

@@ -67,7 +67,17 @@ async def register(
     target = target_handle(handle, prefix)
     await authorize_write(session, principal, target, node_prefix=node_prefix)
     if idempotency_key is not None:
-        earlier = await earlier_mint(session, principal, key=idempotency_key, handle=target)
+        request = {
+            "handle": handle,
+            "prefix": prefix,
+            "template": template,
+            "attributes": attributes,
+            "visibility": visibility,
+            "url": url,
+        }
+        earlier = await earlier_mint(
+            session, principal, key=idempotency_key, handle=target, request=request
+        )
         if earlier is not None:
             return Registered(earlier, await template_of(session, earlier), created=False)
     chosen = await catalog.find(session, principal, template)

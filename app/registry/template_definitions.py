@@ -107,13 +107,18 @@ def template_id(text: str) -> str:
         raise InvalidTemplate(f"template id {text!r}: {exc.message}") from exc
 
 
+MAX_VERSION = 2**31 - 1  # a 32-bit column
+
+
 def split_reference(text: str) -> tuple[str, int | None]:
     """``food.batch@2`` -> (``food.batch``, 2); ``food.batch`` -> (``food.batch``, None)."""
     name, sep, version = text.rpartition("@")
     if not sep:
         return template_id(text), None
-    if not version.isdigit():
-        raise InvalidTemplate(f"{text!r}: the version after '@' must be a whole number")
+    if not (version.isascii() and version.isdigit() and 1 <= int(version) <= MAX_VERSION):
+        raise InvalidTemplate(
+            f"{text!r}: the version after '@' must be a whole number from 1 to {MAX_VERSION}"
+        )
     return template_id(name), int(version)
 
 

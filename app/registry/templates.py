@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.errors import TemplateViolation
+from app.registry import clock
 from app.registry.template_definitions import DATED, MAX_TEXT, Item, Template
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle
@@ -278,7 +279,7 @@ def _dated(item: Item, raw: Any) -> tuple[str, date | datetime]:
         raise _Invalid(f"must be a real date written YYYY-MM-DD (e.g. 2026-03-01), got {_got(raw)}")
     if text is not None and _DATETIME.fullmatch(text):
         try:
-            moment = datetime.fromisoformat(text).astimezone(UTC)
+            moment = clock.in_utc(datetime.fromisoformat(text))
         except ValueError:
             pass
         else:

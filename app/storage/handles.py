@@ -230,12 +230,11 @@ async def lock_mints(session: AsyncSession, *, owner: str) -> None:
         )
 
 
-async def minted_for(session: AsyncSession, *, owner: str, key: str) -> str | None:
+async def minted_for(session: AsyncSession, *, owner: str, key: str) -> IdempotencyKey | None:
+    """What an earlier mint with this key created (its handle and request fingerprint)."""
     return (
         await session.execute(
-            select(IdempotencyKey.handle).where(
-                IdempotencyKey.owner == owner, IdempotencyKey.key == key
-            )
+            select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
         )
     ).scalar_one_or_none()
 
@@ -270,12 +269,16 @@ async def remember_mints(
 
 
 async def remember_mint(
-    session: AsyncSession, *, owner: str, key: str, handle: str, now: datetime
+    session: AsyncSession, *, owner: str, key: str, handle: str, fingerprint: str, now: datetime
 ) -> bool:
     """Claim the key for this mint; False when another mint claimed it first."""
     try:
         async with session.begin_nested():
-            session.add(IdempotencyKey(owner=owner, key=key, handle=handle, created_at=now))
+            session.add(
+                IdempotencyKey(
+                    owner=owner, key=key, handle=handle, fingerprint=fingerprint, created_at=now
+                )
+            )
     except IntegrityError:
         return False
     return True

@@ -88,7 +88,9 @@ class HandleRow(Base):
 
 
 class IdempotencyKey(Base):
-    """The identifier a mint with this key produced, so a retried mint returns it again."""
+    """The identifier a mint with this key produced, so a retried mint returns it again;
+    ``fingerprint`` (SHA-256 of the request) tells a retry from another request reusing the
+    key (None for keys remembered before it was kept, and for bulk loads)."""
 
     __tablename__ = "idempotency_keys"
 
@@ -96,6 +98,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     handle: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class HistoryEntry(Base):

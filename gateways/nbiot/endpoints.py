@@ -24,7 +24,11 @@ from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent
 from gateways.nbiot.ingest import IngestQueue
 
-router = APIRouter(prefix="/api/v1/ingest", tags=["Device ingest"])
+router = APIRouter(
+    prefix="/api/v1/ingest",
+    tags=["Device ingest"],
+    responses={403: {"description": "No account for the platform, or a wrong signature or token"}},
+)
 MAX_BODY = 64 * 1024
 OK = {"result": "ok"}
 

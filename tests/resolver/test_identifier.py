@@ -14,6 +14,7 @@ from resolver.identifier import (
     MAX_PREFIX_LENGTH,
     PREFIX_RECORD_PREFIX,
     Handle,
+    check_new,
     parse_handle,
     parse_prefix,
 )
@@ -352,3 +353,34 @@ def test_prefix_record_round_trips_with_both_parts_upper_cased(prefix: str) -> N
 def test_suffix_case_is_never_changed(suffix: str) -> None:
     handle = parse_handle("88.999.1/" + suffix)
     assert handle.suffix == suffix
+
+
+# --- the rule for new identifiers: no dot segments ---
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "88.999.1/../88.999.2/T1",
+        "88.999.1/A/./B",
+        "88.999.1/..",
+        "88.999.1/.",
+        "88.999.1/A/..",
+        "88.999.1/%2e%2E/88.999.2/T1",
+        "88.999.1/.%2e/X",
+        "88.999.1/%2E/X",
+    ],
+)
+def test_new_identifiers_may_not_have_dot_segments(text: str) -> None:
+    handle = parse_handle(text)  # an identifier stored before the rule still parses
+    with pytest.raises(InvalidHandle, match="segment"):
+        check_new(handle)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["88.999.1/A..B", "88.999.1/...", "88.999.1/.hidden", "88.999.1/v1.2/x.", "88.999.1/%2e%2ex"],
+)
+def test_dots_inside_segments_are_fine(text: str) -> None:
+    handle = parse_handle(text)
+    assert check_new(handle) == handle

@@ -123,7 +123,14 @@ def test_missing_data_is_refused() -> None:
 
 def test_data_that_cannot_be_json_is_refused() -> None:
     message = refused([value(data={"format": "string", "value": "a\ud800"})])
-    assert "cannot be represented as JSON" in message
+    assert "data: contains a lone surrogate U+D800" in message
+
+
+def test_data_with_control_characters_is_refused_naming_where() -> None:
+    site = {"format": "site", "value": {"servers": [{"address": "a\x00b"}]}}
+    message = refused([value(index=7, data=site)])
+    assert "index 7" in message
+    assert "data.servers[0].address: contains the control character U+0000" in message
 
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
