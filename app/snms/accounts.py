@@ -34,6 +34,7 @@ from app.security import digest, new_token
 from app.storage import enterprises as enterprise_repo
 from app.storage import snms as repo
 from app.storage.models import SnmsUser
+from app.throttle import AttemptLimiter
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle, parse_prefix
 from resolver.text import problem
@@ -212,11 +213,19 @@ async def _credentials(
 
 
 @asynccontextmanager
-async def login_guard(username: str, client: str) -> AsyncIterator[None]:
+async def login_guard(
+    attempts: AttemptLimiter, username: str, client: str | None
+) -> AsyncIterator[None]:
     """Where SNMS logins meet the node's failed-authentication limiter, per username and per
-    client address: the one place it is consulted before a password is checked and told of
+    client address: consulted before a password is checked (``TooManyAttempts``), and told of
     each :class:`LoginFailed` leaving this block."""
-    yield
+    credential = "snms:" + username
+    attempts.check("snms", address=client, credential=credential)
+    try:
+        yield
+    except LoginFailed as exc:
+        attempts.failed("snms", address=client, credential=credential, reason=exc.message)
+        raise
 
 
 async def caller(

@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import NodeDep, WriteSession, json_body, read_body
+from app.api.deps import NodeDep, WriteSession, current_node, json_body, read_body
 from app.auth import ANONYMOUS, Principal
 from app.errors import InvalidRequest
 from app.snms import accounts, identifiers, prefixes, templates
@@ -57,8 +57,8 @@ async def _login(request: Request, session: AsyncSession, body: Any, *, hashed: 
     password = body.get("password") if isinstance(body, dict) else None
     if not isinstance(username, str) or not isinstance(password, str):
         raise InvalidRequest("缺少必要的请求参数: username, password")
-    client = request.client.host if request.client else ""
-    async with accounts.login_guard(username, client):
+    client = request.client.host if request.client else None
+    async with accounts.login_guard(current_node(request).attempts, username, client):
         token = await accounts.login(session, username, password, hashed=hashed)
     return answer({"token": token})
 

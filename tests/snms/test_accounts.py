@@ -217,3 +217,25 @@ async def test_users_need_credentials(client: httpx.AsyncClient) -> None:
     assert (await client.get(users)).status_code == 401
     unknown = await client.get("/api/v1/enterprises/88.999.77/users", headers=OPERATOR)
     assert unknown.status_code == 404
+
+
+async def test_a_password_guessed_at_is_throttled_per_username(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    dairy = await create_enterprise(client)
+    await snms_user(client, dairy, "guessed-at")
+    for n in range(settings.auth_failures_per_credential):
+        wrong = await token_answer(client, "/identity/token", "guessed-at", f"guess-{n:04d}-xx")
+        assert wrong["status"] == -2
+        assert wrong["message"] == "用户名/密码错误！"
+    # Now even the right password is refused, unchecked, for the rest of the window.
+    refused = await client.post(
+        "/identity/token", json={"username": "guessed-at", "password": PASSWORD}
+    )
+    assert refused.status_code == 200
+    assert refused.json()["status"] == -2
+    assert "too many failed attempts" in refused.json()["message"]
+    assert refused.headers["retry-after"] == "60"
+    # Another user is not affected by the guesses at this one.
+    await snms_user(client, dairy, "not-guessed")
+    assert (await token_answer(client, "/identity/token", "not-guessed", PASSWORD))["status"] == 1
