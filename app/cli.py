@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,19 +18,21 @@ from typing import Any, TypeVar
 import click
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
 from app import logs
 from app.csv_import import ImportSummary, count_rows, import_csv
-from app.errors import NodeError
+from app.errors import DatabaseUnusable, NodeError
 from app.main import MetricsPortTaken, device_gateway, gateway_metrics
 from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.settings import Settings
-from app.storage.database import Database
+from app.storage.database import Database, check_usable, unusable
 from resolver.errors import ResolverError
 
 T = TypeVar("T")
@@ -39,21 +42,40 @@ DEFAULT_SERVER = "granian"
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValueError as exc:
-        raise click.ClickException(f"invalid IDNODE_* setting: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"IDNODE_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid setting: {problems}") from exc
 
 
 def migrate_database(settings: Settings) -> None:
-    """Bring the schema to the newest migration."""
+    """Bring the schema to the newest migration, or raise :class:`DatabaseUnusable`."""
+    check_usable(settings.database_url)
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = settings.database_url
     config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, "head")
+    except (DBAPIError, OSError) as exc:  # connecting failed (migrations themselves are tested)
+        raise unusable(settings.database_url, exc) from exc
+
+
+def _migrated(settings: Settings, *, migrate: bool = True) -> None:
+    try:
+        if migrate:
+            migrate_database(settings)
+        else:
+            check_usable(settings.database_url)
+    except DatabaseUnusable as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    migrate_database(settings)
+    _migrated(settings)
 
     async def run() -> T:
         database = Database(settings)
@@ -89,7 +111,7 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
     settings = _settings()
-    migrate_database(settings)
+    _migrated(settings)
     click.echo(f"database schema is up to date ({_where(settings)})")
 
 
@@ -121,8 +143,8 @@ def serve(
     """Serve the node over HTTP (migrating the database first), with the device gateway."""
     os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
     settings = _settings()
-    if not no_migrate:
-        migrate_database(settings)
+    _refuse_taken_port(host, port)
+    _migrated(settings, migrate=not no_migrate)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
@@ -134,6 +156,28 @@ def serve(
     logging_config = logs.dict_config(settings.log_format, settings.log_level)
     with _shared_metrics(workers if settings.metrics else 1):
         _run_server(server, host=host, port=port, workers=workers, logging_config=logging_config)
+
+
+def _refuse_taken_port(host: str, port: int) -> None:
+    """Stop before anything starts when the address is taken. granian binds with
+    SO_REUSEPORT, so a second node would otherwise share the port with the first and split
+    the requests between two databases; uvicorn would fail only after printing "serving".
+    The probe binds without SO_REUSEPORT, so any listener already there refuses it."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {host}:{port}: {exc.strerror} (another idnode or server "
+                "listens there? stop it, or choose another port with --port or IDNODE_PORT)"
+            ) from exc
 
 
 @contextlib.contextmanager
@@ -303,7 +347,7 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     1 when any row was rejected.
     """
     settings = _settings()
-    migrate_database(settings)
+    _migrated(settings)
     total = count_rows(file)
 
     async def run(advance: Callable[[int], None]) -> ImportSummary:

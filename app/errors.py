@@ -15,6 +15,10 @@ class NodeError(Exception):
         self.message = message
 
 
+class DatabaseUnusable(NodeError):
+    """The configured database cannot be opened or written; the message says what to do."""
+
+
 class AuthenticationRequired(NodeError):
     """The operation needs credentials and none were sent."""
 

@@ -11,6 +11,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_prefix
 
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
 
 class Settings(BaseSettings):
     """Everything the node can be told; each field is documented for ``--help`` and the README."""
@@ -283,6 +291,22 @@ class Settings(BaseSettings):
             return parse_prefix(value)
         except InvalidHandle as exc:
             raise ValueError(exc.message) from exc
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """The node's drivers are async: ``postgres://`` and ``postgresql://`` (what hosting
+        panels hand out) mean asyncpg, ``sqlite://`` means aiosqlite."""
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"IDNODE_DATABASE_URL is not a URL: {value!r}")
+        driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme)
+        if driver not in _ASYNC_DRIVERS.values():
+            raise ValueError(
+                "IDNODE_DATABASE_URL must start with sqlite+aiosqlite:/// or "
+                f"postgresql+asyncpg://, not {scheme}://"
+            )
+        return f"{driver}://{rest}"
 
     @field_validator("upstream_report_url")
     @classmethod
