@@ -51,7 +51,7 @@ async def index(node: NodeDep, hdl: str | None = None) -> Response:
 
 
 @router.get(
-    "/{handle:path}",
+    "/{handle:handle}",
     summary="Redirect to an identifier's URL, or show its public values",
     responses={302: {"description": "Location: the first URL value"}},
 )
