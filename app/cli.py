@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
 from app import logs
-from app.csv_import import ImportSummary, count_rows, import_csv
+from app.csv_import import ImportSummary, UnreadableCsv, count_rows, encoding_of, import_csv
 from app.errors import DatabaseUnusable, NodeError
 from app.main import MetricsPortTaken, device_gateway, gateway_metrics
 from app.metrics import MULTIPROC_ENV
@@ -339,7 +339,12 @@ def enterprise_enable(prefix: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--template", required=True, help="Template id, e.g. food.batch (or id@version).")
 @click.option("--prefix", required=True, help="Enterprise prefix to register under, e.g. 88.999.1.")
-def import_rows(file: Path, template: str, prefix: str) -> None:
+@click.option(
+    "--encoding",
+    help="Encoding of FILE (utf-8, gbk, gb18030, ...); default: UTF-8 with or without BOM, "
+    "else GB18030/GBK, which Excel writes for Chinese text.",
+)
+def import_rows(file: Path, template: str, prefix: str, encoding: str | None) -> None:
     """Register every row of FILE (CSV) as an identifier of TEMPLATE under PREFIX.
 
     The header names the attributes; columns suffix, url and idempotencyKey are special.
@@ -347,8 +352,12 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     1 when any row was rejected.
     """
     settings = _settings()
+    try:
+        encoding = encoding_of(file, encoding)
+    except UnreadableCsv as exc:
+        raise click.ClickException(exc.message) from exc
     _migrated(settings)
-    total = count_rows(file)
+    total = count_rows(file, encoding)
 
     async def run(advance: Callable[[int], None]) -> ImportSummary:
         database = Database(settings)
@@ -362,6 +371,7 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
                 template=template,
                 prefix=prefix,
                 node_prefix=settings.node_prefix,
+                encoding=encoding,
                 progress=advance,
             )
         finally:
