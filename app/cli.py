@@ -41,7 +41,7 @@ DEFAULT_SERVER = "granian"
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"IDNODE_{'_'.join(map(str, e['loc'])).upper()}: "
@@ -49,6 +49,15 @@ def _settings() -> Settings:
             for e in exc.errors()
         )
         raise click.ClickException(f"invalid setting: {problems}") from exc
+    if settings.in_data_dir():
+        try:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create the data directory {settings.data_dir} ({exc.strerror}): "
+                "set IDNODE_DATA_DIR to a folder this user may write"
+            ) from exc
+    return settings
 
 
 def migrate_database(settings: Settings) -> None:
@@ -147,6 +156,7 @@ def serve(
     _migrated(settings, migrate=not no_migrate)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
+    click.echo(f"idnode: node key {settings.node_key_file} (data directory {settings.data_dir})")
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
     _announce_operator_token(settings)
     os.environ.setdefault("IDNODE_PUBLIC_URL", base)
@@ -445,4 +455,6 @@ def report_monthly(month: str, form: str, output: Path | None, top: int) -> None
 
 def _where(settings: Settings) -> str:
     url = settings.database_url
+    if settings.is_sqlite:
+        return f"SQLite {url.partition(':///')[2]}"
     return url.split("@")[-1] if "@" in url else url

@@ -136,3 +136,40 @@ def test_an_unknown_database_scheme_is_one_line(tmp_path: Path) -> None:
     error = one_line_error(idnode(tmp_path, "migrate", database_url="mysql://u@host/db"))
     assert "IDNODE_DATABASE_URL" in error
     assert "postgresql+asyncpg://" in error
+
+
+def test_every_command_finds_the_node_whatever_folder_it_runs_in(tmp_path: Path) -> None:
+    """No IDNODE_DATABASE_URL or IDNODE_NODE_KEY_FILE: the database and the key live in the
+    data directory, not in the folder each command happens to run in."""
+    home, first, second = tmp_path / "xdg", tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+
+    def run(folder: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+        env.update({f"IDNODE_{k.upper()}": v for k, v in settings.items()})
+        env["XDG_DATA_HOME"] = str(home)
+        return subprocess.run(  # bounded by the timeout
+            [str(IDNODE), *args], env=env, cwd=folder, capture_output=True, text=True,
+            timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+
+    created = run(first, "enterprise", "create", "Yili Dairy")
+    assert created.returncode == 0, created.stderr
+    listed = run(second, "enterprise", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Yili Dairy" in listed.stdout
+    keys = {run(folder, "node-key", "show").stdout.splitlines()[0] for folder in (first, second)}
+    assert len(keys) == 1
+    assert str(home / "idnode" / "idnode-node-key.pem") in keys.pop()
+    assert sorted(p.name for p in (home / "idnode").iterdir() if p.suffix in {".db", ".pem"}) == [
+        "idnode-node-key.pem",
+        "idnode.db",
+    ]
+    assert list(first.iterdir()) == list(second.iterdir()) == []
+
+    chosen = tmp_path / "chosen"
+    migrated = run(first, "migrate", data_dir=str(chosen))
+    assert migrated.returncode == 0, migrated.stderr
+    assert str(chosen / "idnode.db") in migrated.stdout
+    assert (chosen / "idnode.db").exists()

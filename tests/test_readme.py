@@ -14,13 +14,22 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.deploy.manifests import idnode_variables
 
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     return [block.strip() for block in blocks[:2]]
+
+
+def test_the_settings_table_lists_every_setting() -> None:
+    """Each IDNODE_* variable the node reads (Settings fields and the CLI's envvars) has a
+    row in the README's settings table, and the table names no other."""
+    table = set(re.findall(r"^\| `(IDNODE_[A-Z0-9_]+)` \|", README.read_text(), re.MULTILINE))
+    assert table == idnode_variables()
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -37,6 +46,8 @@ def test_first_command_serves_a_fresh_clone(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDNODE_", "VIRTUAL_ENV"))}
     env["IDNODE_PORT"] = str(port)
+    env["XDG_DATA_HOME"] = str(tmp_path / "data-home")  # the user's own, on a fresh machine
+    data_dir = tmp_path / "data-home" / "idnode"
     log = tmp_path / "readme.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -61,7 +72,10 @@ def test_first_command_serves_a_fresh_clone(tmp_path: Path) -> None:
         assert admin.status_code == 200
         assert admin.json()["responseCode"] == 1
         assert f"serving http://127.0.0.1:{port}" in log.read_text()
-        assert (clone / "idnode.db").exists()
+        assert (data_dir / "idnode.db").exists()
+        assert not (clone / "idnode.db").exists()
+        assert f"storage SQLite {data_dir / 'idnode.db'}" in log.read_text()  # absolute paths
+        assert f"node key {data_dir / 'idnode-node-key.pem'}" in log.read_text()
         if _port_taken_before_start(1883, log):
             # Machines running Mosquitto: the embedded broker says so once, HTTP serves on.
             assert log.read_text().count("device gateway off") == 1
