@@ -186,6 +186,7 @@ def test_enterprise_create_list_disable_enable(cli: Cli) -> None:
     assert yili["status"] == "active"
     assert yili["secret"]
     assert yili["token"]
+    assert yili["createdAt"].endswith("Z"), yili  # written as the API writes it
 
     mengniu = cli.json("enterprise", "create", "Mengniu Dairy", "--prefix", "0042")
     assert set(mengniu) == api_credential_keys()
