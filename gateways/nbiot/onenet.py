@@ -88,13 +88,14 @@ def parse_push(raw: bytes, token: str) -> PlatformEvent | None:
             raise InvalidRequest("OneNET msg is not JSON") from exc
     if not isinstance(msg, dict):
         raise InvalidRequest("OneNET msg must be an object")
+    if msg.get("type") not in (1, 2):
+        return None  # other message kinds say nothing about a device's liveness
     imei = msg.get("imei")
-    if not isinstance(imei, str):
-        return None  # not an NB-IoT device reported by IMEI
+    if not isinstance(imei, str) or not imei:
+        # Devices register by IMEI: answering 200 would tell the platform all is well.
+        raise InvalidRequest("OneNET device push without an imei in msg (devices register by IMEI)")
     details = {k: msg[k] for k in ("dev_id", "ds_id", "value", "at") if k in msg}
     if msg.get("type") == 2:
         kind = "online" if msg.get("status") == 1 else "offline"
         return PlatformEvent("onenet", imei, kind, details)
-    if msg.get("type") == 1:
-        return PlatformEvent("onenet", imei, "data", details)
-    return None
+    return PlatformEvent("onenet", imei, "data", details)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
+from gateways.nbiot.onenet import signature
 from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer, create_enterprise
 from tests.gateways.conftest import fixture_json
@@ -161,3 +163,24 @@ async def test_nbiot_registrations_show_in_metrics(
     after = await scrape(client)
 
     assert grown(before, after, "idnode_registrations_total", channel="nbiot") == 1
+
+
+async def test_a_onenet_device_push_without_imei_is_refused(
+    client: httpx.AsyncClient, plant: dict[str, Any]
+) -> None:
+    """Devices register by IMEI: a data push without one used to answer 200 and do nothing."""
+    token = "idnode-onenet-token-2026"
+    await configure(client, plant, "onenet", token)
+    msg = '{"type":1,"dev_id":602114887,"ds_id":"3303_0_5700","at":1763604940500,"value":4.2}'
+    nonce = "Lw2Qy8Rt"
+    body = json.dumps(
+        {"msg": json.loads(msg), "msg_signature": signature(token, nonce, msg), "nonce": nonce},
+        separators=(",", ":"),
+    )
+    answer = await client.post(
+        f"/api/v1/ingest/onenet/{plant['prefix']}",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "imei" in answer.json()["detail"]
