@@ -73,7 +73,9 @@ def migrate_database(settings: Settings) -> None:
         raise unusable(settings.database_url, exc) from exc
 
 
-def _migrated(settings: Settings, *, migrate: bool = True) -> None:
+def _database_ready(settings: Settings, *, migrate: bool = True) -> None:
+    """Migrate (or only check a SQLite file's place); a database that cannot be used ends
+    the command in one line."""
     try:
         if migrate:
             migrate_database(settings)
@@ -84,7 +86,7 @@ def _migrated(settings: Settings, *, migrate: bool = True) -> None:
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    _migrated(settings)
+    _database_ready(settings)
 
     async def run() -> T:
         database = Database(settings)
@@ -120,7 +122,7 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
     settings = _settings()
-    _migrated(settings)
+    _database_ready(settings)
     click.echo(f"database schema is up to date ({_where(settings)})")
 
 
@@ -153,7 +155,7 @@ def serve(
     os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
     settings = _settings()
     _refuse_taken_port(host, port)
-    _migrated(settings, migrate=not no_migrate)
+    _database_ready(settings, migrate=not no_migrate)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
     click.echo(f"idnode: node key {settings.node_key_file} (data directory {settings.data_dir})")
@@ -214,6 +216,7 @@ def gateway() -> None:
     settings = _settings()
     if not settings.mqtt_url:
         raise click.UsageError("idnode gateway needs IDNODE_MQTT_URL=mqtt://host:port")
+    _database_ready(settings, migrate=False)
     click.echo(
         f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
         f"storage {_where(settings)}"
@@ -366,7 +369,7 @@ def import_rows(file: Path, template: str, prefix: str, encoding: str | None) ->
         encoding = encoding_of(file, encoding)
     except UnreadableCsv as exc:
         raise click.ClickException(exc.message) from exc
-    _migrated(settings)
+    _database_ready(settings)
     total = count_rows(file, encoding)
 
     async def run(advance: Callable[[int], None]) -> ImportSummary:

@@ -109,6 +109,12 @@ def test_a_sqlite_file_in_a_missing_folder_is_named(
     assert f"mkdir -p {folder}" in error
 
 
+def test_a_gateway_on_a_sqlite_file_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'idnode.db'}"
+    done = idnode(tmp_path, "gateway", database_url=url, mqtt_url="mqtt://127.0.0.1:1")
+    assert str(tmp_path / "gone") in one_line_error(done)
+
+
 def test_an_import_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
     rows = tmp_path / "rows.csv"
     rows.write_text("suffix,batchNumber\nB-1,B-1\n")
