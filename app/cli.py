@@ -33,7 +33,7 @@ from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.settings import Settings
 from app.storage.database import Database, check_usable, unusable
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 
 T = TypeVar("T")
 DEFAULT_SERVER = "granian"
@@ -393,7 +393,7 @@ def import_rows(file: Path, template: str, prefix: str, encoding: str | None) ->
     with click.progressbar(length=total, label=f"importing {file.name}", file=sys.stderr) as bar:
         try:
             summary = asyncio.run(run(bar.update))
-        except (NodeError, ResolverError) as exc:
+        except IdnodeError as exc:
             raise click.ClickException(exc.message) from exc
     click.echo(
         f"{summary.accepted} of {summary.rows} rows registered under {prefix} "

@@ -24,7 +24,7 @@ from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import evict_touched
 from resolver.cache import ResolverCache
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 
 MAX_BATCH = 1000
 
@@ -133,7 +133,7 @@ class DeviceService:
                         request.registration,
                         node_prefix=self._node_prefix,
                     )
-                except (NodeError, ResolverError) as exc:
+                except IdnodeError as exc:
                     results[i] = Refused(request.registration.hardware_id, exc)
                     continue
                 planned.append((i, principal, plan))
@@ -144,7 +144,7 @@ class DeviceService:
                     node_prefix=self._node_prefix,
                     liveness=self.liveness,
                 )
-            except (NodeError, ResolverError) as exc:
+            except IdnodeError as exc:
                 raise _WriteRefused from exc  # rolls the batch back
             results.update((i, result) for (i, _, _), result in zip(planned, written, strict=True))
         return [results[i] for i in range(len(requests))]
@@ -163,7 +163,7 @@ class DeviceService:
                 known[credentials] = await provisioning.authenticate_device(
                     session, request.prefix, key=request.key, secret=request.secret
                 )
-            except (NodeError, ResolverError) as exc:
+            except IdnodeError as exc:
                 known[credentials] = exc
         found = known[credentials]
         if isinstance(found, Exception):

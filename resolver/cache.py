@@ -64,6 +64,11 @@ class Entry:
         return max(0, int(self.expires - now))
 
 
+def etag_of(body: bytes) -> str:
+    """The strong ETag of an answer's bytes: the same bytes, the same tag, on every node."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
 def make_entry(
     record: Record, *, ttl: int, now: float, stale_ttl: float, key: str | None = None
 ) -> Entry:
@@ -77,7 +82,7 @@ def make_entry(
         if everything_public
         else _compact(orjson.dumps([value_json(v) for v in record.values])),
         body=body,
-        etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+        etag=etag_of(body),
         ttl=ttl,
         expires=now + ttl,
         stale_until=now + ttl + stale_ttl,

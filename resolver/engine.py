@@ -1,6 +1,6 @@
 """The resolution engine: decides who answers for an identifier and asks them, through the cache.
 
-Order (shared/DESIGN.md section 4): the local store for prefixes under this node's prefix;
+Order (docs/domain.md section 4): the local store for prefixes under this node's prefix;
 for a local prefix whose record ``0.NA/<prefix>`` names an enterprise node (``HS_SITE``), that
 node; for anything else, the configured upstream. It works over a :class:`Store` so it needs
 no database library; the node passes its own.

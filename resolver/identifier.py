@@ -1,4 +1,4 @@
-"""Identifier grammar: ``prefix/suffix`` (shared/DESIGN.md section 2).
+"""Identifier grammar: ``prefix/suffix`` (docs/domain.md section 2).
 
 The prefix is case-insensitive (ASCII upper-cased for storage and lookup), the suffix is
 case-sensitive and may hold ``/``, ``:`` and ``.``. ``0.NA/<prefix>`` names the record of a

@@ -25,13 +25,19 @@ VIA_HEADER = "X-Idnode-Via"
 class UpstreamUnavailable(NotResponsible):
     """The other node did not answer in time or could not be reached."""
 
+    status = 504
+
 
 class UpstreamFailed(NotResponsible):
     """The other node answered, but with an error or something that is not Handle JSON."""
 
+    status = 502
+
 
 class ResolutionLoop(NotResponsible):
     """The request came back to a node it passed, or made too many hops."""
+
+    status = 508
 
 
 class HandleRestClient:

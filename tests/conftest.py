@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.cli import migrate_database
 from app.main import create_app
 from app.settings import Settings
+from app.storage.models import Base
 
 PG_ADMIN_URL = os.environ.get(
     "IDNODE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -36,28 +37,8 @@ PG_HINT = (
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
 )
 OPERATOR_TOKEN = "test-operator-token-" + secrets.token_hex(8)
-TABLES = (
-    "ingest_queue",
-    "outbox",
-    "reporting_state",
-    "statistics_samples",
-    "nbiot_platforms",
-    "lorawan_applications",
-    "provisioning_keys",
-    "devices",
-    "grants",
-    "reader_tokens",
-    "handle_history",
-    "handle_references",
-    "attribute_values",
-    "unique_attribute_values",
-    "templates",
-    "idempotency_keys",
-    "handles",
-    "credentials",
-    "prefixes",
-    "enterprises",
-)
+# Every table the migrations make, children before parents (for DELETE on SQLite).
+TABLES = tuple(table.name for table in reversed(Base.metadata.sorted_tables))
 BACKENDS = ("sqlite", "postgresql")
 
 

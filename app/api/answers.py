@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from app.api.errors import handle_error_body
 from resolver.cache import Entry
 from resolver.errors import HandleNotFound
 
 JSON = "application/json"
 Headers = list[tuple[str, str]]
-
-
-def etag_of(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 def cache_control(entry: Entry, now: float, *, public: bool) -> str:
@@ -68,5 +62,8 @@ def error_answer(status: int, code: int, handle: str, message: str) -> tuple[int
 def not_found_answer(handle: str) -> tuple[int, Headers, bytes]:
     """The 404 of an identifier known not to exist (a negative cache entry)."""
     return error_answer(
-        404, HandleNotFound.response_code, handle, HandleNotFound.of(handle).message
+        HandleNotFound.status,
+        HandleNotFound.response_code,
+        handle,
+        HandleNotFound.of(handle).message,
     )

@@ -12,17 +12,17 @@ tests use to compare the two).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.datastructures import State
 from starlette.types import Scope, Send
 
 from app.api.answers import Headers, error_answer, not_found_answer, public_answer
-from app.api.errors import INTERNAL_ERROR, STATUS
+from app.api.errors import INTERNAL_ERROR
 from app.logs import RequestIds, request_id
 from app.reporting.counters import count_answer
 from resolver.cache import Entry
-from resolver.errors import InvalidHandle, ResolverError
+from resolver.engine import Resolver
+from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_handle
 from resolver.stats import ERROR, HIT, NOT_FOUND, perf_counter
 
@@ -61,7 +61,7 @@ class FastResolve:
                 if_none_match = tag if if_none_match is None else f"{if_none_match}, {tag}"
             elif name == b"x-request-id":
                 offered_id = value
-        resolver: Any = self._state.node.resolver
+        resolver: Resolver = self._state.node.resolver
         stats = resolver.stats
         started = perf_counter()
         rid = self._ids.take(offered_id)
@@ -87,20 +87,19 @@ class FastResolve:
 
 
 async def _resolve(
-    resolver: Any, text: str, if_none_match: str | None, started: float
+    resolver: Resolver, text: str, if_none_match: str | None, started: float
 ) -> tuple[int, Headers, bytes]:
     try:
         handle = parse_handle(text)
     except InvalidHandle as exc:
         if resolver.stats is not None:  # the engine counts everything after parsing
             resolver.stats.observe(ERROR, started)
-        return error_answer(*STATUS[InvalidHandle], text, exc.message)
+        return error_answer(exc.status, exc.response_code, text, exc.message)
     try:
         entry: Entry = await resolver.resolve(handle)
-    except ResolverError as exc:
-        status, code = STATUS.get(type(exc), (500, 2))
-        count_answer(status)
-        return error_answer(status, code, text, exc.message)
+    except IdnodeError as exc:
+        count_answer(exc.status)
+        return error_answer(exc.status, exc.response_code, text, exc.message)
     except Exception:  # the same last resort as the routed path's error handler
         log.exception("api.unexpected_error", extra={"path": PREFIX + text})
         count_answer(500)

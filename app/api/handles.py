@@ -1,4 +1,4 @@
-"""The Handle.Net-compatible REST API: ``/api/handles/{handle}`` (shared/DESIGN.md section 3)."""
+"""The Handle.Net-compatible REST API: ``/api/handles/{handle}`` (docs/domain.md section 3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from app.api.answers import Headers, answer, cache_control, etag_of, public_answer
+from app.api.answers import Headers, answer, cache_control, public_answer
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
 from app.auth import Principal
 from app.errors import InvalidRequest
@@ -17,6 +17,7 @@ from app.node import Node
 from app.registry import handles as service
 from app.registry import history
 from app.storage.database import AsyncSession
+from resolver.cache import etag_of
 from resolver.engine import SITE_TYPE
 from resolver.errors import InvalidHandle, NotResponsible, ValuesNotFound
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle

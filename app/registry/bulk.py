@@ -26,7 +26,7 @@ from app.registry.templates import Claim, Problem, check
 from app.storage import handles as repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
-from resolver.errors import HandleAlreadyExists, ResolverError
+from resolver.errors import HandleAlreadyExists, IdnodeError
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle
 
 Result = dict[str, Any]
@@ -64,9 +64,9 @@ class _Row:
     key: str | None
 
 
-def error_result(line: int, exc: NodeError | ResolverError) -> Result:
+def error_result(line: int, exc: IdnodeError) -> Result:
     fields = exc.fields if isinstance(exc, TemplateViolation) else []
-    return {"line": line, "error": type(exc).__name__, "detail": exc.message, "fields": fields}
+    return {"line": line, "error": exc.name, "detail": exc.message, "fields": fields}
 
 
 def created_result(line: int, handle: str, *, created: bool = True) -> Result:
@@ -110,7 +110,7 @@ async def prepare_chunk(session: AsyncSession, batch: Batch, items: Sequence[Ite
                 results[position] = created_result(item.line, prepared, created=False)
                 continue
             seen.admit(prepared)
-        except (NodeError, ResolverError) as exc:
+        except IdnodeError as exc:
             results[position] = error_result(item.line, exc)
             continue
         rows.append(prepared)
@@ -275,7 +275,7 @@ async def _authorize(session: AsyncSession, batch: Batch, target: Handle) -> Non
         try:
             await authorize_write(session, batch.principal, target, node_prefix=batch.node_prefix)
             batch.prefixes[target.prefix] = None
-        except (NodeError, ResolverError) as exc:
+        except IdnodeError as exc:
             batch.prefixes[target.prefix] = exc
     refused = batch.prefixes[target.prefix]
     if refused is not None:

@@ -1,4 +1,4 @@
-"""The industry templates every node starts with (shared/DESIGN.md section 6).
+"""The industry templates every node starts with (docs/domain.md section 6).
 
 Written as the JSON the API accepts, so each one documents ``POST /api/v1/templates`` too.
 Each carries an ``example`` that satisfies it (the README and the tests use them).

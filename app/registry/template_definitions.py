@@ -1,6 +1,6 @@
 """What a template is: its items and constraints, read from and written as JSON.
 
-A template says which attributes an identifier of one kind carries (shared/DESIGN.md section
+A template says which attributes an identifier of one kind carries (docs/domain.md section
 6). Node templates have a bare id (``food.batch``); an enterprise's own carry its prefix
 (``88.999.1/widget``). Items are disabled, never deleted, and a new version keeps every item of
 the one before, so identifiers registered under an older version stay valid.

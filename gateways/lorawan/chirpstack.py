@@ -25,7 +25,7 @@ from app.registry.liveness import Heartbeat
 from gateways.devices import DeviceService
 from gateways.mqtt.heartbeats import HeartbeatBatcher
 from gateways.mqtt.stats import Counters
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 
 log = logging.getLogger("gateways.lorawan")
 KINDS = ("join", "up", "status")
@@ -88,7 +88,7 @@ class ChirpStackEvents:
             return
         try:
             await self._apply(kind, event, application, dev_eui)
-        except (node.NodeError, ResolverError, SQLAlchemyError, OSError) as exc:
+        except (IdnodeError, SQLAlchemyError, OSError) as exc:
             self._counters.rejected += 1
             log.warning("gateways.lorawan.failed", extra={"devEui": dev_eui, "error": str(exc)})
 

@@ -30,12 +30,12 @@ from gateways.mqtt.connection import BrokerAddress, client_for
 from gateways.mqtt.heartbeats import HeartbeatBatcher
 from gateways.mqtt.protocol import Route, Topics
 from gateways.mqtt.stats import Counters
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 
 log = logging.getLogger("gateways.mqtt")
-DomainError = (node.NodeError, ResolverError)
+DomainError = IdnodeError
 # Expected failures of one message: the domain's refusals, and the database being away.
-MessageError = (*DomainError, SQLAlchemyError, OSError)
+MessageError = (IdnodeError, SQLAlchemyError, OSError)
 Pending = tuple[aiomqtt.Client, aiomqtt.Message, Route]
 Handler = Callable[[aiomqtt.Message], Coroutine[Any, Any, None]]
 

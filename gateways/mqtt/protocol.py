@@ -22,7 +22,7 @@ from app import errors as node
 from app.registry.devices import Registration
 from app.registry.liveness import Heartbeat, battery_level
 from resolver import errors as handle
-from resolver.errors import InvalidHandle
+from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_prefix
 
 
@@ -30,21 +30,25 @@ class MalformedMessage(node.InvalidRequest):
     """The message is not a JSON object of the expected shape."""
 
 
-# domain error -> (statusCode, errorCode) of a rejected reply
-ERROR_CODES: dict[type[Exception], tuple[int, str]] = {
-    MalformedMessage: (400, "MalformedMessage"),
-    node.InvalidRequest: (400, "InvalidRequest"),
-    node.InvalidHardwareId: (400, "InvalidHardwareId"),
+# The device protocol's own names where they differ from the error's (``exc.name``); found
+# through the class's MRO, so subclasses answer as their parent does.
+DEVICE_PROTOCOL_NAMES: dict[type[IdnodeError], tuple[int, str]] = {
     node.RequestTooLarge: (413, "PayloadTooLarge"),
     node.AuthenticationFailed: (401, "Unauthorized"),
     node.PermissionDenied: (403, "Forbidden"),
-    node.EnterpriseNotFound: (404, "EnterpriseNotFound"),
-    node.DeviceNotFound: (404, "DeviceNotFound"),
-    handle.InvalidHandle: (400, "InvalidHandle"),
-    handle.InvalidValue: (400, "InvalidValue"),
     handle.NotResponsible: (404, "EnterpriseNotFound"),
 }
 INTERNAL = (500, "InternalError")
+
+
+def error_code(error: Exception) -> tuple[int, str]:
+    """(statusCode, errorCode) of a rejected reply for ``error``."""
+    if not isinstance(error, IdnodeError):
+        return INTERNAL
+    for cls in type(error).__mro__:
+        if cls in DEVICE_PROTOCOL_NAMES:
+            return DEVICE_PROTOCOL_NAMES[cls]
+    return error.status, error.name
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ def accepted(request: str | None, handle: str, created: bool) -> dict[str, Any]:
 
 
 def rejected(request: str | None, error: Exception) -> dict[str, Any]:
-    status, code = ERROR_CODES.get(type(error), INTERNAL)
+    status, code = error_code(error)
     message = getattr(error, "message", None) if status != 500 else None
     return {
         "requestId": request,

@@ -3,7 +3,7 @@
 ``GET/POST /api/v1/ingest/onenet/{prefix}`` and ``POST /api/v1/ingest/ctwing/{prefix}``:
 the signature (OneNET) or token (CTWing ``?token=``) is checked, the push is kept in the
 database's ingest queue, and the answer is 200 once that is committed (milliseconds); a bad
-signature is 403, a full queue 503 (the platform retries).
+signature is 403, a full queue 503 with ``Retry-After`` (the platform retries).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from app.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from app.errors import IngestQueueFull, InvalidRequest, PermissionDenied, RequestTooLarge
 from app.registry.nbiot import PlatformAccount
 from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent
@@ -52,11 +52,7 @@ async def _queued(
     request: Request, account: PlatformAccount, event: PlatformEvent | None
 ) -> Response:
     if event is not None and not await _queue(request).offer(account.prefix, event):
-        return Response(
-            orjson.dumps({"error": "Busy", "detail": "ingest queue full; retry"}),
-            503,
-            media_type="application/json",
-        )
+        raise IngestQueueFull("ingest queue full; retry")
     return Response(orjson.dumps(OK), 200, media_type="application/json")
 
 

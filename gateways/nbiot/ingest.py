@@ -23,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.backoff import jittered
-from app.errors import InvalidRequest, NodeError
+from app.errors import InvalidRequest
 from app.registry import clock
 from app.registry.devices import Registration
 from app.storage import ingest_queue as queue
@@ -31,7 +31,7 @@ from app.storage.database import Database
 from app.storage.ingest_queue import Claimed
 from gateways.devices import DeviceService
 from gateways.nbiot.events import PlatformEvent
-from resolver.errors import ResolverError
+from resolver.errors import IdnodeError
 
 log = logging.getLogger("gateways.nbiot")
 
@@ -180,7 +180,7 @@ class IngestQueue:
         where = {"prefix": push.prefix, "platform": push.platform, "imei": push.imei}
         try:
             applied = await self._apply_event(push)
-        except (NodeError, ResolverError) as exc:
+        except IdnodeError as exc:
             self.failed += 1
             log.warning("gateways.nbiot.failed", extra={**where, "error": str(exc)})
             return True

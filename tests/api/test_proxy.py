@@ -1,4 +1,4 @@
-"""The proxy: what a scanned QR code hits (shared/DESIGN.md section 3, "Proxy behaviour")."""
+"""The proxy: what a scanned QR code hits (docs/domain.md section 3)."""
 
 from __future__ import annotations
 

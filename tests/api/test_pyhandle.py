@@ -1,7 +1,7 @@
 """The EUDAT pyhandle REST client, unchanged, against a real ``idnode serve`` process.
 
 pyhandle is what Handle users already script with: it must register, read, change and delete
-identifiers on this node exactly as on a Handle.Net server (shared/DESIGN.md section 3). Every
+identifiers on this node exactly as on a Handle.Net server (docs/domain.md section 3). Every
 step checks what the client returns and, where it matters, what a plain GET shows.
 """
 

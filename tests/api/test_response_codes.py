@@ -1,4 +1,4 @@
-"""The Handle REST response-code table (shared/DESIGN.md section 3), row by row.
+"""The Handle REST response-code table (docs/domain.md section 3), row by row.
 
 Every answer is checked by HTTP status *and* the JSON ``responseCode``; error answers must
 also carry a ``message``. Then the query parameters: filters, ``pretty``, ``?index=`` on PUT

@@ -144,7 +144,8 @@ async def test_full_queue_answers_busy_until_pushes_are_applied(settings: Settin
         assert (await push(http, plant, imei(4))).status_code == 200
         busy = await push(http, plant, imei(5))
         assert busy.status_code == 503
-        assert busy.json()["error"] == "Busy"
+        assert busy.json()["error"] == "IngestQueueFull"
+        assert busy.headers["retry-after"] == "1"
 
     async with running(small) as (node, http):
         await asyncio.wait_for(node.state.nbiot.drained(), 30)

@@ -7,38 +7,17 @@ event loop run the tasks that are ready, so every concurrent caller reaches its 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import orjson
 import pytest
 
 from resolver.cache import ENTRY_OVERHEAD, Entry, ResolverCache, make_entry
-from resolver.engine import Resolver
 from resolver.errors import HandleNotFound
-from resolver.identifier import parse_handle
 from resolver.record import Record, encode, record_body
-from resolver.upstream import UpstreamUnavailable
-from resolver.values import HandleValue
+from tests.resolver.doubles import T0, FakeClock, hv, settle
 
-T0 = 1000.0
 KEY = "88.999.1/MILK-1"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def at(self, offset: float) -> None:
-        self.now = T0 + offset
 
 
 class CountingLoader:
@@ -70,10 +49,6 @@ class GatedLoader:
         return result
 
 
-def hv(index: int, vtype: str, data: Any = "x", **fields: Any) -> HandleValue:
-    return HandleValue(index=index, type=vtype, format="string", value=data, **fields)
-
-
 def record(handle: str = KEY, *ttls: int, data: str = "https://example.com/x") -> Record:
     """A record with one URL value per TTL given (one value of the default TTL if none)."""
     if not ttls:
@@ -83,11 +58,6 @@ def record(handle: str = KEY, *ttls: int, data: str = "https://example.com/x") -
 
 def cache_with(clock: FakeClock, **options: Any) -> ResolverCache:
     return ResolverCache(clock=clock, **options)
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def load(cache: ResolverCache, key: str, rec: Record | None) -> Entry:
@@ -634,168 +604,6 @@ def test_etag_ignores_values_outside_the_public_answer() -> None:
     assert entry_a.body == entry_b.body
     assert entry_a.etag == entry_b.etag
     assert entry_a.stored != entry_b.stored
-
-
-# --- the resolver's use of the cache ---
-
-
-class CountingStore:
-    """A test double of the store interface that counts fetches per handle."""
-
-    def __init__(self, *records: Record) -> None:
-        self.records = {r.handle: r for r in records}
-        self.fetches: Counter[str] = Counter()
-
-    async def fetch(self, handle: str) -> Record | None:
-        self.fetches[handle] += 1
-        return self.records.get(handle)
-
-
-class FlakyRemote:
-    """A test double of the Handle REST client: answers, then becomes unreachable."""
-
-    def __init__(self, rec: Record) -> None:
-        self.rec = rec
-        self.up = True
-        self.calls = 0
-
-    async def resolve(
-        self, base_url: str, handle: str, *, hops: int, via: tuple[str, ...]
-    ) -> Record | None:
-        self.calls += 1
-        if not self.up:
-            raise UpstreamUnavailable(f"{base_url} is unreachable")
-        return self.rec
-
-
-MILK = Record(KEY, (hv(1, "URL", "https://example.com/milk/1", ttl=3600),))
-PREFIX_RECORD = Record("0.NA/88.999.1", (hv(100, "HS_ADMIN", "admin", ttl=3600),))
-
-
-def cached_resolver(store: CountingStore, clock: FakeClock, **options: Any) -> Resolver:
-    return Resolver(store, node_prefix="88.999", cache=cache_with(clock, **options))
-
-
-async def test_two_resolves_cost_one_fetch(clock: FakeClock) -> None:
-    store = CountingStore(MILK, PREFIX_RECORD)
-    resolver = cached_resolver(store, clock)
-    first = await resolver.resolve(parse_handle(KEY))
-    second = await resolver.resolve(parse_handle("88.999.1/MILK-1"))
-    assert second is first
-    assert first.record() == MILK
-    assert store.fetches == Counter({KEY: 1})
-    assert resolver.cache.stats.hits == 1
-
-
-async def test_resolves_after_expiry_fetch_again(clock: FakeClock) -> None:
-    store = CountingStore(MILK)
-    resolver = cached_resolver(store, clock)
-    await resolver.resolve(parse_handle(KEY))
-    clock.at(3599)
-    await resolver.resolve(parse_handle(KEY))
-    assert store.fetches[KEY] == 1
-    clock.at(3600)
-    await resolver.resolve(parse_handle(KEY))
-    assert store.fetches[KEY] == 2
-
-
-@pytest.mark.parametrize("with_prefix_record", [True, False])
-async def test_unknown_handle_flood_costs_one_fetch(
-    clock: FakeClock, with_prefix_record: bool
-) -> None:
-    store = CountingStore(MILK, PREFIX_RECORD) if with_prefix_record else CountingStore(MILK)
-    resolver = cached_resolver(store, clock)
-    for _ in range(5):
-        with pytest.raises(HandleNotFound):
-            await resolver.resolve(parse_handle("88.999.1/NOPE"))
-    # Exactly two fetches, once each: the first resolve finds no 88.999.1/NOPE in the store,
-    # and since it is not itself a 0.NA record, the resolver asks whether prefix 88.999.1 is
-    # delegated (an HS_SITE value in 0.NA/88.999.1), a resolve that goes through the cache
-    # and fetches that record once. It has no HS_SITE (or does not exist, which is cached as
-    # not found too), so the handle is cached as not found; the next four resolves are
-    # negative hits that touch neither record.
-    assert store.fetches == Counter({"88.999.1/NOPE": 1, "0.NA/88.999.1": 1})
-    assert resolver.cache.stats.negative_hits == 4
-    # The prefix record is cached as well: another unknown handle under it costs one fetch.
-    with pytest.raises(HandleNotFound):
-        await resolver.resolve(parse_handle("88.999.1/NOPE-2"))
-    assert store.fetches == Counter({"88.999.1/NOPE": 1, "88.999.1/NOPE-2": 1, "0.NA/88.999.1": 1})
-
-
-async def test_unknown_handle_is_fetched_again_after_negative_ttl(clock: FakeClock) -> None:
-    store = CountingStore(PREFIX_RECORD)
-    resolver = cached_resolver(store, clock, negative_ttl=30)
-    with pytest.raises(HandleNotFound):
-        await resolver.resolve(parse_handle("88.999.1/NOPE"))
-    clock.at(30)
-    with pytest.raises(HandleNotFound):
-        await resolver.resolve(parse_handle("88.999.1/NOPE"))
-    # The prefix record (TTL 3600) is still fresh, so only the handle is fetched again.
-    assert store.fetches == Counter({"88.999.1/NOPE": 2, "0.NA/88.999.1": 1})
-
-
-async def test_evict_then_resolve_fetches_again(clock: FakeClock) -> None:
-    store = CountingStore(MILK)
-    resolver = cached_resolver(store, clock)
-    await resolver.resolve(parse_handle(KEY))
-    updated = Record(KEY, (hv(1, "URL", "https://example.com/milk/1-v2", ttl=3600),))
-    store.records[KEY] = updated
-    resolver.cache.evict(KEY)
-    entry = await resolver.resolve(parse_handle(KEY))
-    assert store.fetches[KEY] == 2
-    assert entry.record() == updated
-    await resolver.resolve(parse_handle(KEY))
-    assert store.fetches[KEY] == 2
-
-
-async def test_ttl_zero_record_is_fetched_on_every_resolve(clock: FakeClock) -> None:
-    store = CountingStore(Record(KEY, (hv(1, "URL", "https://e.x", ttl=0),)))
-    resolver = cached_resolver(store, clock)
-    for _ in range(3):
-        await resolver.resolve(parse_handle(KEY))
-    assert store.fetches[KEY] == 3
-
-
-async def test_concurrent_resolves_cost_one_fetch(clock: FakeClock) -> None:
-    gate = asyncio.Event()
-
-    class SlowStore(CountingStore):
-        async def fetch(self, handle: str) -> Record | None:
-            self.fetches[handle] += 1
-            await gate.wait()
-            return self.records.get(handle)
-
-    store = SlowStore(MILK)
-    resolver = cached_resolver(store, clock)
-    tasks = [asyncio.create_task(resolver.resolve(parse_handle(KEY))) for _ in range(20)]
-    await settle()
-    gate.set()
-    entries = await asyncio.gather(*tasks)
-    assert store.fetches == Counter({KEY: 1})
-    assert all(e is entries[0] for e in entries)
-
-
-async def test_unreachable_upstream_is_answered_from_stale(clock: FakeClock) -> None:
-    foreign = Record("21.T11148/abc", (hv(1, "URL", "https://example.org", ttl=100),))
-    remote = FlakyRemote(foreign)
-    resolver = Resolver(
-        CountingStore(),
-        node_prefix="88.999",
-        cache=cache_with(clock, stale_ttl=60),
-        remote=remote,  # type: ignore[arg-type]
-        upstream_url="https://upstream.example",
-    )
-    fresh = await resolver.resolve(parse_handle("21.T11148/abc"))
-    assert not fresh.stale
-    remote.up = False
-    clock.at(130)
-    stale = await resolver.resolve(parse_handle("21.T11148/abc"))
-    assert stale.stale
-    assert stale.body == fresh.body
-    assert remote.calls == 2
-    clock.at(160)
-    with pytest.raises(UpstreamUnavailable):
-        await resolver.resolve(parse_handle("21.T11148/abc"))
 
 
 async def test_changing_a_prefix_record_forgets_answers_under_that_prefix(clock: FakeClock) -> None:

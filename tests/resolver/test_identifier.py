@@ -1,4 +1,4 @@
-"""Identifier grammar (shared/DESIGN.md section 2): parse_handle and parse_prefix."""
+"""Identifier grammar (docs/domain.md section 2): parse_handle and parse_prefix."""
 
 from __future__ import annotations
 

@@ -1,22 +1,13 @@
-"""Records and their views, and the resolution engine over a store."""
+"""Records and their views (the engine that finds them: test_engine.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 import pytest
 
-from resolver.engine import Resolver, within
-from resolver.errors import HandleNotFound, NotResponsible
-from resolver.identifier import parse_handle
 from resolver.record import Record, encode, record_body
-from resolver.values import HandleValue, value_json
-
-
-def hv(index: int, vtype: str, data: Any = "x", **fields: Any) -> HandleValue:
-    return HandleValue(index=index, type=vtype, format="string", value=data, **fields)
-
+from resolver.values import value_json
+from tests.resolver.doubles import hv
 
 RECORD = Record(
     "88.999.1/MILK-1",
@@ -134,122 +125,3 @@ def test_record_body_and_encode() -> None:
     assert orjson.loads(encode(body, pretty=True)) == body
     assert b"\n" in encode(body, pretty=True)
     assert record_body(record, response_code=200)["responseCode"] == 200
-
-
-# --- the engine ---
-
-
-class MemoryStore:
-    """A test double of the store interface: records by normalised handle text."""
-
-    def __init__(self, *records: Record) -> None:
-        self.records = {r.handle: r for r in records}
-        self.asked: list[str] = []
-
-    async def fetch(self, handle: str) -> Record | None:
-        self.asked.append(handle)
-        return self.records.get(handle)
-
-
-MILK = Record("88.999.1/MILK-1", (hv(1, "URL", "https://example.com/milk/1"),))
-ABC = Record("88.999.ABC/x", (hv(1, "URL", "https://example.com/abc"),))
-NODE_PREFIX_RECORD = Record("0.NA/88.999", (hv(100, "HS_ADMIN"),))
-ENTERPRISE_PREFIX_RECORD = Record("0.NA/88.999.1", (hv(100, "HS_ADMIN"),))
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore(MILK, ABC, NODE_PREFIX_RECORD, ENTERPRISE_PREFIX_RECORD)
-
-
-@pytest.fixture
-def resolver(store: MemoryStore) -> Resolver:
-    return Resolver(store, node_prefix="88.999")
-
-
-async def test_local_handle_is_looked_up(resolver: Resolver, store: MemoryStore) -> None:
-    assert (await resolver.resolve(parse_handle("88.999.1/MILK-1"))).record() == MILK
-    assert store.asked == ["88.999.1/MILK-1"]
-
-
-async def test_lookup_uses_the_normalised_handle(resolver: Resolver, store: MemoryStore) -> None:
-    assert (await resolver.resolve(parse_handle("88.999.abc/x"))).record() == ABC
-    assert store.asked == ["88.999.ABC/x"]
-
-
-async def test_suffix_case_matters(resolver: Resolver) -> None:
-    with pytest.raises(HandleNotFound):
-        await resolver.resolve(parse_handle("88.999.1/milk-1"))
-
-
-async def test_missing_local_handle_is_not_found(resolver: Resolver) -> None:
-    with pytest.raises(HandleNotFound) as caught:
-        await resolver.resolve(parse_handle("88.999.1/NOPE"))
-    assert caught.value.response_code == 100
-    assert "88.999.1/NOPE" in caught.value.message
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "88.998.1/MILK-1",
-        "88.9990/X",  # shares characters with the node prefix but is not under it
-        "88.99/X",
-        "88/X",  # the parent of the node prefix
-        "86.1/X",
-        "0.NA/88.9990",
-        "0.NA/88",
-        "0.NA/86.1",
-        "0.NA/0.NA",
-    ],
-)
-async def test_handles_outside_the_node_prefix_are_not_this_nodes(
-    resolver: Resolver, store: MemoryStore, text: str
-) -> None:
-    handle = parse_handle(text)
-    assert not resolver.is_local(handle)
-    with pytest.raises(NotResponsible) as caught:
-        await resolver.resolve(handle)
-    assert caught.value.response_code == 301
-    assert "88.999" in caught.value.message
-    assert str(handle) in caught.value.message
-    assert store.asked == []  # never looked up locally
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["88.999/X", "88.999.1/X", "88.999.1.2/X", "0.NA/88.999", "0.NA/88.999.1", "0.na/88.999.7"],
-)
-def test_handles_under_the_node_prefix_are_local(resolver: Resolver, text: str) -> None:
-    assert resolver.is_local(parse_handle(text))
-
-
-async def test_prefix_records_under_the_node_are_resolved_locally(resolver: Resolver) -> None:
-    assert (
-        await resolver.resolve(parse_handle("0.NA/88.999.1"))
-    ).record() == ENTERPRISE_PREFIX_RECORD
-    assert (await resolver.resolve(parse_handle("0.na/88.999"))).record() == NODE_PREFIX_RECORD
-    with pytest.raises(HandleNotFound):
-        await resolver.resolve(parse_handle("0.NA/88.999.2"))
-
-
-async def test_node_prefix_with_letters(store: MemoryStore) -> None:
-    resolver = Resolver(store, node_prefix="88.999.ABC")
-    assert (await resolver.resolve(parse_handle("88.999.abc/x"))).record() == ABC
-    with pytest.raises(NotResponsible):
-        await resolver.resolve(parse_handle("88.999.1/MILK-1"))
-
-
-@pytest.mark.parametrize(
-    ("prefix", "parent", "expected"),
-    [
-        ("88.999", "88.999", True),
-        ("88.999.1", "88.999", True),
-        ("88.999.1.2", "88.999", True),
-        ("88.9990", "88.999", False),
-        ("88.99", "88.999", False),
-        ("88", "88.999", False),
-    ],
-)
-def test_within(prefix: str, parent: str, expected: bool) -> None:
-    assert within(prefix, parent) is expected
