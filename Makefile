@@ -1,12 +1,17 @@
 # `make check` is exactly what CI runs (.ci/run calls it): lint, types, migrations on
-# PostgreSQL, tests on SQLite and PostgreSQL.
+# PostgreSQL, tests on SQLite and PostgreSQL. `make quick` is the day-to-day subset.
 VENV ?= .venv
 BIN := $(VENV)/bin
 PG_HOST ?= 127.0.0.1
-MIGRATION_DB := idnode_migration_check
+# A name of this run's own, so two checks on one PostgreSQL (two worktrees, CI jobs) never
+# drop each other's database.
+MIGRATION_DB := idnode_migration_check_$(shell python3 -c 'import secrets; print(secrets.token_hex(4))')
 MIGRATION_URL := postgresql+asyncpg://postgres@$(PG_HOST)/$(MIGRATION_DB)
+# Tests spread over one worker process per CPU (pytest-xdist); a worker takes the next test
+# when it is free, so the long process-starting tests do not queue behind each other.
+PARALLEL ?= --numprocesses=auto --dist=worksteal
 
-.PHONY: check install lint types migrations test serve browser lighthouse messages
+.PHONY: check quick install lint types migrations test serve browser lighthouse messages
 
 check: install lint types migrations test
 
@@ -36,13 +41,17 @@ migrations: install
 	psql -h $(PG_HOST) -U postgres -q -c 'DROP DATABASE $(MIGRATION_DB)'
 
 test: install browser lighthouse
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
+
+# Lint, types and the tests that start no process, on SQLite only.
+quick: install lint types
+	$(BIN)/pytest $(PARALLEL) -m 'not slow' -k 'not postgresql' -q
 
 # The dashboard's browser test drives Debian's chromium (never a downloaded one); install it
 # when missing and we may (root with apt-get). Otherwise the test says how, or fails in CI.
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "make: installing chromium for the dashboard's browser test"; \
+		echo "make: installing chromium with apt-get (about 110 packages, 480 MB) for the dashboard's browser test"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	fi
 

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,12 +18,14 @@ from typing import Any, TypeVar
 import click
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
 from app import logs
-from app.csv_import import ImportSummary, count_rows, import_csv
-from app.errors import NodeError
+from app.csv_import import ImportSummary, UnreadableCsv, count_rows, encoding_of, import_csv
+from app.errors import DatabaseUnusable, NodeError
 from app.main import MetricsPortTaken, device_gateway, gateway_metrics
 from app.metrics import MULTIPROC_ENV
 from app.registry import catalog, enterprises
@@ -30,7 +33,7 @@ from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings
-from app.storage.database import Database
+from app.storage.database import Database, check_usable, unusable
 from app.supervisor import Supervisor
 from gateways.handle import PortTaken as HandlePortTaken
 from gateways.handle import check_free
@@ -51,23 +54,53 @@ DEFAULT_SERVER = "granian"
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValueError as exc:
-        raise click.ClickException(f"invalid IDNODE_* setting: {exc}") from exc
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"IDNODE_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid setting: {problems}") from exc
+    if settings.in_data_dir():
+        try:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create the data directory {settings.data_dir} ({exc.strerror}): "
+                "set IDNODE_DATA_DIR to a folder this user may write"
+            ) from exc
+    return settings
 
 
 def migrate_database(settings: Settings) -> None:
-    """Bring the schema to the newest migration."""
+    """Bring the schema to the newest migration, or raise :class:`DatabaseUnusable`."""
+    check_usable(settings.database_url)
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = settings.database_url
     config.attributes["node_key_file"] = settings.node_key_file  # seals stored secrets
     config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, "head")
+    except (DBAPIError, OSError) as exc:  # connecting failed (migrations themselves are tested)
+        raise unusable(settings.database_url, exc) from exc
+
+
+def _database_ready(settings: Settings, *, migrate: bool = True) -> None:
+    """Migrate (or only check a SQLite file's place); a database that cannot be used ends
+    the command in one line."""
+    try:
+        if migrate:
+            migrate_database(settings)
+        else:
+            check_usable(settings.database_url)
+    except DatabaseUnusable as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    migrate_database(settings)
+    _database_ready(settings)
 
     async def run() -> T:
         database = Database(settings)
@@ -103,7 +136,7 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
     settings = _settings()
-    migrate_database(settings)
+    _database_ready(settings)
     click.echo(f"database schema is up to date ({_where(settings)})")
 
 
@@ -152,10 +185,11 @@ def serve(
     os.environ["IDNODE_HANDLE_HOST"] = host
     os.environ["IDNODE_HANDLE_PORT"] = str(_free_handle_port(host, handle_port))
     settings = _settings()
-    if not no_migrate:
-        migrate_database(settings)
+    _refuse_taken_port(host, port)
+    _database_ready(settings, migrate=not no_migrate)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")
+    click.echo(f"idnode: node key {settings.node_key_file} (data directory {settings.data_dir})")
     click.echo(f"idnode: serving {base}  (Handle API {base}/api/handles/..., docs {base}/docs)")
     if os.environ["IDNODE_HANDLE_PORT"] != "0":
         click.echo(f"idnode: Handle protocol on {host}:{handle_port} (TCP and UDP)")
@@ -186,6 +220,28 @@ def _free_handle_port(host: str, port: int) -> int:
     return port
 
 
+def _refuse_taken_port(host: str, port: int) -> None:
+    """Stop before anything starts when the address is taken. granian binds with
+    SO_REUSEPORT, so a second node would otherwise share the port with the first and split
+    the requests between two databases; uvicorn would fail only after printing "serving".
+    The probe binds without SO_REUSEPORT, so any listener already there refuses it."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {host}:{port}: {exc.strerror} (another idnode or server "
+                "listens there? stop it, or choose another port with --port or IDNODE_PORT)"
+            ) from exc
+
+
 @contextlib.contextmanager
 def _shared_metrics(workers: int) -> Iterator[None]:
     """With several workers, a fresh directory where they add up their metrics
@@ -210,6 +266,7 @@ def gateway() -> None:
     settings = _settings()
     if not settings.mqtt_url:
         raise click.UsageError("idnode gateway needs IDNODE_MQTT_URL=mqtt://host:port")
+    _database_ready(settings, migrate=False)
     click.echo(
         f"idnode: device gateway on {settings.mqtt_url.rpartition('@')[2]}, "
         f"storage {_where(settings)}"
@@ -353,7 +410,12 @@ def enterprise_enable(prefix: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--template", required=True, help="Template id, e.g. food.batch (or id@version).")
 @click.option("--prefix", required=True, help="Enterprise prefix to register under, e.g. 88.999.1.")
-def import_rows(file: Path, template: str, prefix: str) -> None:
+@click.option(
+    "--encoding",
+    help="Encoding of FILE (utf-8, gbk, gb18030, ...); default: UTF-8 with or without BOM, "
+    "else GB18030/GBK, which Excel writes for Chinese text.",
+)
+def import_rows(file: Path, template: str, prefix: str, encoding: str | None) -> None:
     """Register every row of FILE (CSV) as an identifier of TEMPLATE under PREFIX.
 
     The header names the attributes; columns suffix, url and idempotencyKey are special.
@@ -361,8 +423,12 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
     1 when any row was rejected.
     """
     settings = _settings()
-    migrate_database(settings)
-    total = count_rows(file)
+    try:
+        encoding = encoding_of(file, encoding)
+    except UnreadableCsv as exc:
+        raise click.ClickException(exc.message) from exc
+    _database_ready(settings)
+    total = count_rows(file, encoding)
 
     async def run(advance: Callable[[int], None]) -> ImportSummary:
         database = Database(settings)
@@ -376,6 +442,7 @@ def import_rows(file: Path, template: str, prefix: str) -> None:
                 template=template,
                 prefix=prefix,
                 node_prefix=settings.node_prefix,
+                encoding=encoding,
                 progress=advance,
             )
         finally:
@@ -494,4 +561,6 @@ def report_monthly(month: str, form: str, output: Path | None, top: int) -> None
 
 def _where(settings: Settings) -> str:
     url = settings.database_url
+    if settings.is_sqlite:
+        return f"SQLite {url.partition(':///')[2]}"
     return url.split("@")[-1] if "@" in url else url

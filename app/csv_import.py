@@ -9,6 +9,7 @@ is ``<prefix>/<suffix>``; empty or absent: the node picks one), ``url`` and
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from app.storage.database import Database
 from resolver.identifier import parse_handle, parse_prefix
 
 SPECIAL = ("suffix", "url", "idempotencyKey")
-ENCODING = "utf-8-sig"  # spreadsheets often start the file with a byte-order mark
+# What spreadsheets write: UTF-8, often with a byte-order mark (read either way), or, from
+# Excel on Chinese Windows, GBK; GB18030 reads GBK too and is tried when UTF-8 fails.
+DETECTED = ("utf-8-sig", "gb18030")
+_CHUNK = 1 << 20
+
+
+class UnreadableCsv(NodeError):
+    """The file is not text in the encoding given (or any the import recognises)."""
 
 
 @dataclass
@@ -40,8 +48,50 @@ def rejected_path(source: Path) -> Path:
     return source.with_suffix(".rejected.csv")
 
 
-def count_rows(source: Path) -> int:
-    with source.open(newline="", encoding=ENCODING) as file:
+def encoding_of(source: Path, declared: str | None = None) -> str:
+    """The encoding to read ``source`` with: ``declared`` when it reads the whole file, else
+    the first of UTF-8 (with or without BOM) and GB18030 (GBK) that does; or
+    :class:`UnreadableCsv` naming the encoding."""
+    if declared is not None:
+        try:
+            name = codecs.lookup(declared).name
+        except LookupError as exc:
+            raise UnreadableCsv(
+                f"unknown encoding {declared!r}: pass --encoding utf-8, gbk or gb18030"
+            ) from exc
+        problem = _decode_problem(source, "utf-8-sig" if name == "utf-8" else name)
+        if problem is not None:
+            raise UnreadableCsv(
+                f"{source} is not {declared} text ({problem}): pass the encoding it was "
+                "saved in with --encoding (utf-8, gbk, gb18030)"
+            )
+        return "utf-8-sig" if name == "utf-8" else name
+    for encoding in DETECTED:
+        if _decode_problem(source, encoding) is None:
+            return encoding
+    raise UnreadableCsv(
+        f"{source} is neither UTF-8 nor GB18030/GBK text ({_decode_problem(source, 'utf-8')}): "
+        "save it as CSV UTF-8, or pass the encoding it was saved in with --encoding"
+    )
+
+
+def _decode_problem(source: Path, encoding: str) -> str | None:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with source.open("rb") as file:
+        while True:
+            chunk = file.read(_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return f"byte 0x{exc.object[exc.start]:02x} at offset {offset + exc.start}"
+            if not chunk:
+                return None
+            offset += len(chunk)
+
+
+def count_rows(source: Path, encoding: str) -> int:
+    with source.open(newline="", encoding=encoding) as file:
         return max(sum(1 for _ in csv.reader(file)) - 1, 0)
 
 
@@ -52,6 +102,7 @@ async def import_csv(
     template: str,
     prefix: str,
     node_prefix: str,
+    encoding: str,
     progress: Callable[[int], None],
 ) -> ImportSummary:
     """Register every row of ``source`` under ``prefix`` as the operator would."""
@@ -60,7 +111,7 @@ async def import_csv(
     load = BulkLoad(database.write_session, Batch(OPERATOR, node_prefix))
     target = rejected_path(source)
     target.unlink(missing_ok=True)
-    with source.open(newline="", encoding=ENCODING) as file:
+    with source.open(newline="", encoding=encoding) as file:
         reader = csv.reader(file)
         header = next(reader, None)
         if header is None:
@@ -160,4 +211,11 @@ def reason(result: Result) -> str:
     return "; ".join(f"{f['name']} {f['message']}" for f in fields)
 
 
-__all__ = ["ImportSummary", "count_rows", "import_csv", "rejected_path"]
+__all__ = [
+    "ImportSummary",
+    "UnreadableCsv",
+    "count_rows",
+    "encoding_of",
+    "import_csv",
+    "rejected_path",
+]

@@ -16,6 +16,14 @@ class NodeError(IdnodeError):
     response_code = 4
 
 
+class DatabaseUnusable(NodeError):
+    """The configured database cannot be opened or written; the message says what to do.
+    (Raised by commands before the node serves; over HTTP it would be the node unavailable.)"""
+
+    status = 503
+    response_code = 2
+
+
 class AuthenticationRequired(NodeError):
     """The operation needs credentials and none were sent."""
 

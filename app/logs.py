@@ -142,8 +142,10 @@ def dict_config(log_format: Format, level: str) -> dict[str, Any]:
     }
 
 
-# Libraries that log every request they make at INFO (httpx: each upstream lookup).
-_CHATTY = ("httpx", "httpcore")
+# Libraries that log their internals at INFO: httpx each upstream lookup, the embedded
+# broker (amqtt, and the `transitions` state machine it uses) some 14 lines per device
+# connection. At warning unless the node logs at debug.
+_CHATTY = ("httpx", "httpcore", "amqtt", "transitions")
 
 
 def configure(log_format: Format, level: str) -> None:
@@ -155,7 +157,9 @@ def configure(log_format: Format, level: str) -> None:
     root = logging.getLogger()
     root.setLevel(level.upper())
     for name in _CHATTY:
-        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
+        logging.getLogger(name).setLevel(
+            root.level if root.level <= logging.DEBUG else max(root.level, logging.WARNING)
+        )
     wanted = _FORMATTERS[log_format]
     for handler in list(root.handlers):
         if type(handler) is logging.StreamHandler:  # not subclasses: test captures are those

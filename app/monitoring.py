@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter, multiprocess
@@ -23,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.errors import DatabaseUnavailable
 from app.metrics import Metrics, metrics, multiprocess_dir
 from app.node import Node
+from app.registry import clock
 from app.storage.census import take_census
 from app.storage.database import Database
 from gateways.mqtt.stats import Counters
@@ -160,8 +162,11 @@ class MetricsPump:
 
     async def census(self) -> None:
         """Count enterprises, identifiers and devices (a few COUNT queries)."""
+        node = self.sources.node
+        assert node is not None  # run() takes the census only in node processes
+        silence = timedelta(seconds=node.settings.device_offline_after)
         async with self.sources.database.read_session() as session:
-            counted = await take_census(session)
+            counted = await take_census(session, online_since=clock.now() - silence)
         m = self.metrics
         m.enterprises.set(counted.enterprises)
         m.identifiers.set(counted.identifiers)

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Literal, Self
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_prefix
+
+SQLITE = "sqlite+aiosqlite:///"
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/idnode``, else ``~/.local/share/idnode``: one place per user, the
+    same whichever folder a command runs in."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "idnode"
+
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
 
 
 class Settings(BaseSettings):
@@ -23,9 +43,17 @@ class Settings(BaseSettings):
     )
 
     # --- storage ---
+    data_dir: Path = Field(
+        default_factory=user_data_dir,
+        description="Where the node keeps its SQLite database and its key unless "
+        "IDNODE_DATABASE_URL / IDNODE_NODE_KEY_FILE say otherwise; every command uses it, "
+        "whatever folder it runs in. Default: $XDG_DATA_HOME/idnode (~/.local/share/idnode).",
+    )
     database_url: str = Field(
-        "sqlite+aiosqlite:///./idnode.db",
-        description="SQLAlchemy URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB.",
+        "",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///FILE or "
+        "postgresql+asyncpg://USER@HOST/DB. Default: the SQLite file idnode.db in "
+        "IDNODE_DATA_DIR.",
     )
     database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
     sqlite_busy_timeout_ms: int = Field(
@@ -177,9 +205,10 @@ class Settings(BaseSettings):
         "in production (http only for loopback tests). Unset: events wait in the outbox.",
     )
     node_key_file: str = Field(
-        "./idnode-node-key.pem",
+        "",
         description="The node's Ed25519 private key (PEM) that signs reports; created with "
-        "mode 0600 on first start when absent.",
+        "mode 0600 on first start when absent. Default: idnode-node-key.pem in "
+        "IDNODE_DATA_DIR.",
     )
     report_batch_size: int = Field(500, ge=1, le=10_000, description="Most events per POST.")
     report_interval: float = Field(
@@ -353,6 +382,24 @@ class Settings(BaseSettings):
         except InvalidHandle as exc:
             raise ValueError(exc.message) from exc
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """The node's drivers are async: ``postgres://`` and ``postgresql://`` (what hosting
+        panels hand out) mean asyncpg, ``sqlite://`` means aiosqlite."""
+        if not value:
+            return value  # the default, in IDNODE_DATA_DIR
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"IDNODE_DATABASE_URL is not a URL: {value!r}")
+        driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme)
+        if driver not in _ASYNC_DRIVERS.values():
+            raise ValueError(
+                "IDNODE_DATABASE_URL must start with sqlite+aiosqlite:/// or "
+                f"postgresql+asyncpg://, not {scheme}://"
+            )
+        return f"{driver}://{rest}"
+
     @field_validator("upstream_report_url")
     @classmethod
     def _report_url(cls, value: str | None) -> str | None:
@@ -369,6 +416,31 @@ class Settings(BaseSettings):
             "IDNODE_UPSTREAM_REPORT_URL must be an https:// URL (http:// only on loopback, "
             f"for tests), not {value!r}"
         )
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Self:
+        """Files in the data directory unless named; relative names are made absolute once,
+        so what start-up prints is where the files are, and workers agree on it."""
+        self.data_dir = self.data_dir.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"{SQLITE}{self.data_dir / 'idnode.db'}"
+        elif self.database_url.startswith(SQLITE):
+            file = self.database_url.removeprefix(SQLITE)
+            if file and file != ":memory:" and not file.startswith("/"):
+                self.database_url = f"{SQLITE}{Path(file).absolute()}"
+        self.node_key_file = str(
+            Path(self.node_key_file).expanduser().absolute()
+            if self.node_key_file
+            else self.data_dir / "idnode-node-key.pem"
+        )
+        return self
+
+    def in_data_dir(self) -> bool:
+        """Whether the database file or the node key lives in :attr:`data_dir`."""
+        files = [Path(self.node_key_file)]
+        if self.database_url.startswith(SQLITE):
+            files.append(Path(self.database_url.removeprefix(SQLITE)))
+        return any(file.parent == self.data_dir for file in files)
 
     @property
     def is_sqlite(self) -> bool:

@@ -99,6 +99,20 @@ def node_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["IDNODE_NODE_KEY_FILE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Commands run without IDNODE_DATA_DIR (most subprocesses drop every IDNODE_* setting)
+    keep their data under a temporary XDG_DATA_HOME, never in the user's own."""
+    path = tmp_path_factory.mktemp("data-home")
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One migrated database per backend for the whole run (sync: Alembic runs its own loop)."""

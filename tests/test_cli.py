@@ -186,6 +186,7 @@ def test_enterprise_create_list_disable_enable(cli: Cli) -> None:
     assert yili["status"] == "active"
     assert yili["secret"]
     assert yili["token"]
+    assert yili["createdAt"].endswith("Z"), yili  # written as the API writes it
 
     mengniu = cli.json("enterprise", "create", "Mengniu Dairy", "--prefix", "0042")
     assert set(mengniu) == api_credential_keys()
@@ -417,3 +418,58 @@ def test_gateway_refuses_a_metrics_port_it_cannot_listen_on(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+
+
+ORIGIN_HEADER = "suffix,product,batchNumber,productionDate,expiryDate,origin"
+ORIGIN_ROW = "B-1,88.999.1/P-1,B1,2026-03-01,2026-08-28,内蒙古呼和浩特"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "option"),
+    [
+        ("gbk", ()),  # what Excel writes for Chinese text
+        ("gb18030", ()),
+        ("utf-8", ()),
+        ("utf-8-sig", ()),
+        ("gbk", ("--encoding", "gbk")),
+    ],
+    ids=["gbk", "gb18030", "utf-8", "utf-8-bom", "gbk-declared"],
+)
+def test_import_reads_chinese_text_in_the_encodings_spreadsheets_write(
+    tmp_path: Path, encoding: str, option: tuple[str, ...]
+) -> None:
+    cli = Cli(f"sqlite+aiosqlite:///{tmp_path / 'enc.db'}", tmp_path)
+    cli.ok("enterprise", "create", "Yili Dairy")
+    source = tmp_path / "batches.csv"
+    source.write_bytes(f"{ORIGIN_HEADER}\r\n{ORIGIN_ROW}\r\n".encode(encoding))
+    out = cli.ok("import", str(source), "--template", "food.batch", "--prefix", "88.999.1", *option)
+    assert "1 of 1 rows registered" in out
+    stored = query(cli.database_url, "SELECT value FROM attribute_values WHERE name = 'origin'")
+    assert stored == [("内蒙古呼和浩特",)]
+
+
+@pytest.mark.parametrize(
+    ("content", "option", "named"),
+    [
+        (f"{ORIGIN_HEADER}\n{ORIGIN_ROW}\n".encode("gbk"), ("--encoding", "utf-8"), "utf-8"),
+        (b"suffix,origin\nB-1,\x81\x30\xff\xff\n", (), "GB18030"),
+        (b"suffix\nB-1\n", ("--encoding", "klingon"), "klingon"),
+    ],
+    ids=["gbk-declared-utf8", "unreadable", "unknown-encoding"],
+)
+def test_import_refuses_what_it_cannot_read_in_one_line(
+    tmp_path: Path, content: bytes, option: tuple[str, ...], named: str
+) -> None:
+    cli = Cli(f"sqlite+aiosqlite:///{tmp_path / 'enc.db'}", tmp_path)
+    cli.ok("enterprise", "create", "Yili Dairy")
+    source = tmp_path / "batches.csv"
+    source.write_bytes(content)
+    done = cli.run(
+        "import", str(source), "--template", "food.batch", "--prefix", "88.999.1", *option
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip()
+    assert len(error.splitlines()) == 1, done.stderr
+    assert named in error
+    assert "--encoding" in error

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from app.api.deps import NodeDep, read_body
+from app.api.monitoring import broker_state
 from app.api.pages import render
 from app.auth import authenticate
 from app.dashboard import Dashboard
@@ -79,6 +80,7 @@ async def page(request: Request, node: NodeDep, dashboard: DashboardDep) -> Resp
         "dashboard.html",
         upstream=settings.upstream_url is not None,
         counting=settings.metrics,
+        broker=broker_state(request, settings)[0],
     )
 
 

@@ -73,7 +73,7 @@ def _answer(record: Record, *, status: int = 200, code: int = 1, pretty: bool = 
 
 
 @router.get(
-    "/{handle:path}",
+    "/{handle:handle}",
     summary="Resolve an identifier",
     responses={
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
@@ -242,7 +242,9 @@ async def _referral(node: Node, handle: Handle, site: str, pretty: bool) -> Resp
     )
 
 
-@router.put("/{handle:path}", summary="Create or replace an identifier", openapi_extra=VALUES_BODY)
+@router.put(
+    "/{handle:handle}", summary="Create or replace an identifier", openapi_extra=VALUES_BODY
+)
 async def put(
     handle: str,
     node: NodeDep,
@@ -295,7 +297,7 @@ async def put(
 
 
 @router.post(
-    "/{handle:path}",
+    "/{handle:handle}",
     summary="Mint an identifier with a node-chosen suffix",
     openapi_extra=VALUES_BODY,
     status_code=201,
@@ -325,7 +327,7 @@ async def mint(
     return _answer(record, status=201 if created else 200, pretty=pretty)
 
 
-@router.delete("/{handle:path}", summary="Delete an identifier, or some of its values")
+@router.delete("/{handle:handle}", summary="Delete an identifier, or some of its values")
 async def delete(
     handle: str,
     node: NodeDep,

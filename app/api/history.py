@@ -14,7 +14,7 @@ from resolver.identifier import parse_handle
 router = APIRouter(prefix="/api/v1/identifiers", tags=["History and traceability"])
 
 
-@router.get("/{handle:path}/history")
+@router.get("/{handle:handle}/history")
 async def history_of(handle: str, node: NodeDep, principal: CallerDep) -> dict[str, Any]:
     """Every create, update and delete of the identifier, oldest first: who, when, which
     indexes changed, and the values after the change (for a delete: the values it had). Values
@@ -29,7 +29,7 @@ async def history_of(handle: str, node: NodeDep, principal: CallerDep) -> dict[s
     }
 
 
-@router.get("/{handle:path}/trace")
+@router.get("/{handle:handle}/trace")
 async def trace_of(
     handle: str,
     node: NodeDep,

@@ -89,7 +89,7 @@ async def register(
 
 
 @router.get(
-    "/identifiers/{handle:path}/qr.{kind}",
+    "/identifiers/{handle:handle}/qr.{kind}",
     summary="QR code for a label (qr.svg or qr.png)",
     responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}},
 )
@@ -126,7 +126,7 @@ def proxy_url(node: Node, request: Request, handle: str) -> str:
     return f"{base.rstrip('/')}/{quote(handle, safe='/:@')}"
 
 
-@router.patch("/identifiers/{handle:path}", summary="Change an identifier's attributes")
+@router.patch("/identifiers/{handle:handle}", summary="Change an identifier's attributes")
 async def change(
     handle: str,
     payload: IdentifierChange,
@@ -149,7 +149,7 @@ async def change(
     return await service.identifier_view(session, changed.record, changed.template, principal)
 
 
-@router.get("/identifiers/{handle:path}", summary="Show an identifier by attribute")
+@router.get("/identifiers/{handle:handle}", summary="Show an identifier by attribute")
 async def show(
     handle: str,
     node: NodeDep,

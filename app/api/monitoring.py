@@ -17,6 +17,7 @@ from app.api.deps import NodeDep
 from app.errors import DatabaseUnavailable, MetricsOff
 from app.metrics import registry
 from app.node import Node
+from app.settings import Settings
 
 router = APIRouter(tags=["Monitoring"])
 
@@ -72,7 +73,7 @@ async def readyz(request: Request, node: NodeDep) -> Any:
     database = await _database_problem(node)
     if database is not None:
         reasons.append(database)
-    broker = _broker_problem(request, node)
+    _words, broker = broker_state(request, node.settings)
     if broker is not None:
         reasons.append(broker)
     reasons += request.app.state.supervisor.failing()
@@ -96,16 +97,22 @@ async def _database_problem(node: Node) -> str | None:
     return None
 
 
-def _broker_problem(request: Request, node: Node) -> str | None:
-    settings = node.settings
-    if not (settings.mqtt_url or settings.embedded_broker):
-        return None
+def broker_state(request: Request, settings: Settings) -> tuple[str, str | None]:
+    """The device gateway's broker in words, and the reason it makes the node unready (None
+    when it does not). The embedded broker `idnode serve` starts unasked cannot: a port taken
+    by another broker (a Mosquitto on 1883) only shows here and on the dashboard."""
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None:
-        return "broker: the device gateway is not running (embedded broker port taken?)"
-    if not gateway.connected.is_set():
-        return f"broker: the device gateway is not connected to {gateway.address}"
-    return None
+        if settings.embedded_broker and not settings.mqtt_url:
+            port = settings.embedded_broker_port
+            return f"off: 127.0.0.1:{port} is taken (another broker?)", None
+        return "not configured", None
+    connected = gateway.connected.is_set()
+    kind = "" if settings.mqtt_url else "embedded, "
+    words = f"{kind}{gateway.address}, {'connected' if connected else 'not connected'}"
+    if connected:
+        return words, None
+    return words, f"broker: the device gateway is not connected to {gateway.address}"
 
 
 def _first_line(exc: BaseException) -> str:

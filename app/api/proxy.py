@@ -53,7 +53,7 @@ async def index(request: Request, node: NodeDep, hdl: str | None = None) -> Resp
 
 
 @router.get(
-    "/{handle:path}",
+    "/{handle:handle}",
     response_class=HTMLResponse,
     summary="Redirect to an identifier's URL, or show its public page",
     responses={302: {"description": "Location: the first URL value"}},

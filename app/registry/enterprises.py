@@ -43,7 +43,7 @@ class EnterpriseView:
             "prefixes": self.prefixes,
             "adminHandle": self.admin_handle,
             "status": self.status,
-            "createdAt": self.created_at.isoformat(),
+            "createdAt": clock.api_time(self.created_at),
         }
 
 

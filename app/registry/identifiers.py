@@ -27,6 +27,7 @@ from app.registry.templates import (
     Problem,
     attributes_of,
     check,
+    json_value,
     template_reference,
 )
 from app.storage import attributes as claims_repo
@@ -260,7 +261,7 @@ def attribute_view(index: int, value: HandleValue, template: Template) -> dict[s
     item = template.at(index)
     assert item is not None
     return {
-        "value": value.value,
+        "value": json_value(item, value.value),
         "label_zh": item.label_zh,
         "label_en": item.label_en,
         "type": item.type,

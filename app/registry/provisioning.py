@@ -47,7 +47,7 @@ class KeyView:
             "key": self.key,
             "name": self.name,
             "template": self.template,
-            "createdAt": self.created_at.isoformat(),
+            "createdAt": clock.api_time(self.created_at),
             "revokedAt": self.revoked_at.isoformat() if self.revoked_at else None,
         }
 

@@ -9,6 +9,7 @@ restricted items have public read off. Index 1001 holds ``TEMPLATE`` = ``<id>@<v
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -308,6 +309,32 @@ def _enum(item: Item, raw: Any) -> str:
     if not isinstance(text, str) or text not in item.choices:
         raise _Invalid(f"must be one of: {', '.join(item.choices)}; got {_got(raw)}")
     return text
+
+
+_BOOLEAN = frozenset({"true", "false"})
+
+
+def json_value(item: Item, stored: Any) -> Any:
+    """An attribute's stored text as the JSON type its item declares: a number as a number,
+    a ``true``/``false`` enum as a boolean; every other type (dates too) is text in JSON
+    already. The Handle record keeps the text. A value the Handle API wrote that does not
+    fit its type is shown as it is."""
+    if not isinstance(stored, str):
+        return stored
+    if item.type == "number":
+        try:
+            number = Decimal(stored)
+        except InvalidOperation:
+            return stored
+        if not number.is_finite():
+            return stored
+        if number == number.to_integral_value():
+            return int(number)
+        as_float = float(number)
+        return as_float if math.isfinite(as_float) else stored
+    if item.type == "enum" and set(item.choices) == _BOOLEAN and stored in _BOOLEAN:
+        return stored == "true"
+    return stored
 
 
 def attributes_of(template: Template, values: Collection[HandleValue]) -> dict[str, HandleValue]:

@@ -40,6 +40,13 @@ async def monthly_report(session: AsyncSession, month: str, *, top: int = 10) ->
     now = clock.now()
     measured_end = min(end, max(now, start))
     period = await period_statistics(session, start, measured_end)
+    first, last = await repo.sampled_span(session)
+    # Availability counts from when the node first served, not from before it existed.
+    measured_start = max(start, clock.as_utc(first)) if first is not None else None
+    availability = None
+    if measured_start is not None and measured_start < measured_end:
+        span = (measured_end - measured_start).total_seconds()
+        availability = round(min(1.0, period.covered_seconds / span) * 100, 3)
     state = await outbox.state(session)
     return {
         "node": None,  # filled in by the caller, which knows the settings
@@ -57,8 +64,10 @@ async def monthly_report(session: AsyncSession, month: str, *, top: int = 10) ->
         },
         "resolutions": period.resolutions,
         "errors": period.errors,
-        "availabilityPercent": round(period.availability * 100, 3),
+        "availabilityPercent": availability,
+        "measuredFrom": measured_start.isoformat() if measured_start is not None else None,
         "measuredUntil": measured_end.isoformat(),
+        "lastSample": clock.as_utc(last).isoformat() if last is not None else None,
         "outbox": {
             "pending": state.pending,
             "delivered": state.delivered,
@@ -97,9 +106,28 @@ def _counts(new_and_total: tuple[int, int]) -> dict[str, int]:
     return {"new": new_and_total[0], "total": new_and_total[1]}
 
 
+def _availability(report: dict[str, Any]) -> str:
+    if report["availabilityPercent"] is None:
+        return (
+            "Availability     not measured yet: the node has written no statistics sample "
+            "(each process writes one every IDNODE_REPORT_STATS_INTERVAL and when it stops)"
+        )
+    return (
+        f"Availability     {report['availabilityPercent']:>10.3f} %  (from "
+        f"{report['measuredFrom']}, when the node first served, until {report['measuredUntil']})"
+    )
+
+
 def as_text(report: dict[str, Any]) -> str:
     """The report for people: one screen, the same figures as the JSON."""
     ids, box = report["identifiers"], report["outbox"]
+    # Resolutions and errors reach the database in each process's statistics samples
+    # (every IDNODE_REPORT_STATS_INTERVAL and when it stops): say how recent they are.
+    sampled = (
+        f"  (up to the last statistics sample, {report['lastSample']})"
+        if report["lastSample"]
+        else "  (no statistics sample written yet)"
+    )
     lines = [
         f"idnode monthly operations report, node {report['node']}, {report['month']}",
         "",
@@ -109,10 +137,9 @@ def as_text(report: dict[str, Any]) -> str:
         f"{report['prefixes']['total']:>10} total",
         f"Identifiers      {ids['registered']:>10} registered, {ids['updated']} updated, "
         f"{ids['deleted']} deleted; {ids['heldAtEnd']} held at month end",
-        f"Resolutions      {report['resolutions']:>10}",
-        f"Errors (5xx)     {report['errors']:>10}",
-        f"Availability     {report['availabilityPercent']:>10.3f} %"
-        f"  (measured until {report['measuredUntil']})",
+        f"Resolutions      {report['resolutions']:>10}{sampled}",
+        f"Errors (5xx)     {report['errors']:>10}{sampled}",
+        _availability(report),
         f"Reporting        {box['pending']:>10} events pending, {box['delivered']} delivered"
         + (f", oldest pending since {box['oldestPending']}" if box["oldestPending"] else ""),
     ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, select
 
 from app.storage.database import AsyncSession
 from app.storage.models import Device, Enterprise, HandleRow
@@ -19,18 +20,21 @@ class Census:
     devices_offline: int
 
 
-async def take_census(session: AsyncSession) -> Census:
-    """How many enterprises, identifiers and online/offline devices there are now."""
+async def take_census(session: AsyncSession, *, online_since: datetime) -> Census:
+    """How many enterprises, identifiers and online/offline devices there are now. A device
+    is online when marked so and heard from since ``online_since``: right after a restart,
+    or with no gateway running, nothing has yet marked offline those that fell silent."""
     enterprises = await session.scalar(select(func.count()).select_from(Enterprise))
     identifiers = await session.scalar(
         select(func.count()).select_from(HandleRow).where(HandleRow.prefix != PREFIX_RECORD_PREFIX)
     )
-    online, offline = (
+    online = and_(Device.online.is_(True), Device.last_seen >= online_since)
+    counted_online, counted_offline = (
         await session.execute(
             select(
-                func.count().filter(Device.online.is_(True)),
-                func.count().filter(Device.online.is_(False)),
+                func.count().filter(online),
+                func.count().filter(not_(online)),
             )
         )
     ).one()
-    return Census(enterprises or 0, identifiers or 0, online or 0, offline or 0)
+    return Census(enterprises or 0, identifiers or 0, counted_online or 0, counted_offline or 0)

@@ -12,11 +12,15 @@ database being away as :class:`app.errors.DatabaseUnavailable` (see ``app/storag
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.errors import DatabaseUnusable
 from app.settings import Settings
 from app.storage.handles import PostgresStore, SqlStore
 from app.storage.outages import OUTAGES, Outages
@@ -143,4 +148,58 @@ class Database:
             await self.write_engine.dispose()
 
 
-__all__ = ["AsyncSession", "Database"]
+def check_usable(database_url: str) -> None:
+    """Raise :class:`DatabaseUnusable` when a SQLite file cannot be created or written where
+    the URL says (SQLite would fail later, with a message that names no path, or keep
+    logging "attempt to write a readonly database" while the node serves reads)."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return
+    file = Path(url.database).absolute()
+    folder = file.parent
+    if not folder.is_dir():
+        raise DatabaseUnusable(
+            f"the folder of the SQLite database {file} does not exist: create it "
+            f"(mkdir -p {folder}) or set IDNODE_DATABASE_URL (or IDNODE_DATA_DIR)"
+        )
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        raise DatabaseUnusable(
+            f"the SQLite database {file} is read-only for this user: make it writable "
+            f"(chmod u+rw {file}) or run the node as its owner"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DatabaseUnusable(
+            f"cannot write in {folder}, where the SQLite database {file.name} and its journal "
+            "files live: make the folder writable for this user or choose another folder "
+            "with IDNODE_DATABASE_URL (or IDNODE_DATA_DIR)"
+        )
+
+
+def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:
+    """The one-line explanation of why connecting to (or migrating) the database failed."""
+    url = make_url(database_url)
+    where = _where(url)
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    if "does not exist" in reason and url.drivername.startswith("postgresql"):
+        command = f"createdb -h {url.host or 'localhost'} -p {url.port or 5432}"
+        command += f" -U {url.username}" if url.username else ""
+        return DatabaseUnusable(
+            f"PostgreSQL database {url.database!r} does not exist on {where}: "
+            f"create it ({command} {url.database}) or fix IDNODE_DATABASE_URL"
+        )
+    if isinstance(cause, OSError) and not url.drivername.startswith("sqlite"):
+        return DatabaseUnusable(
+            f"cannot reach PostgreSQL at {where} ({reason}): is it running? "
+            "Check the host and port in IDNODE_DATABASE_URL"
+        )
+    return DatabaseUnusable(f"cannot use the database {where}: {reason}")
+
+
+def _where(url: URL) -> str:
+    if url.drivername.startswith("sqlite"):
+        return str(Path(url.database or "").absolute())
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+__all__ = ["AsyncSession", "Database", "check_usable", "unusable"]

@@ -54,6 +54,16 @@ async def samples_overlapping(
     return rows.all()
 
 
+async def sampled_span(session: AsyncSession) -> tuple[datetime | None, datetime | None]:
+    """When the first statistics sample started (the node first served) and the last ended."""
+    row = (
+        await session.execute(
+            select(func.min(StatisticsSample.started_at), func.max(StatisticsSample.ended_at))
+        )
+    ).one()
+    return row[0], row[1]
+
+
 async def changes_by_operation(
     session: AsyncSession, start: datetime, end: datetime
 ) -> dict[str, int]:

@@ -92,14 +92,14 @@ def parse_push(raw: bytes, token: str) -> PlatformEvent | None:
         raise InvalidRequest("OneNET msg must be an object")
     if (found := first_problem(msg, "msg")) is not None:
         raise InvalidRequest(found)
+    if msg.get("type") not in (1, 2):
+        return None  # other message kinds say nothing about a device's liveness
     imei = msg.get("imei")
     if not isinstance(imei, str) or not imei:
-        # The node registers NB-IoT devices by IMEI: a push naming none is not for it.
+        # Devices register by IMEI: answering 200 would tell the platform all is well.
         raise InvalidRequest("msg.imei is required: the device's IMEI, as a string")
     details = {k: msg[k] for k in ("dev_id", "ds_id", "value", "at") if k in msg}
     if msg.get("type") == 2:
         kind = "online" if msg.get("status") == 1 else "offline"
         return PlatformEvent("onenet", imei, kind, details)
-    if msg.get("type") == 1:
-        return PlatformEvent("onenet", imei, "data", details)
-    return None
+    return PlatformEvent("onenet", imei, "data", details)

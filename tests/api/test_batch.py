@@ -160,7 +160,7 @@ async def test_duplicate_handles_in_the_batch_and_against_existing_ones(
     assert results[2]["error"] == "HandleAlreadyExists"
     assert "line 1" in results[2]["detail"]
     shown = await client.get(f"/api/v1/identifiers/{p}/NEW")
-    assert shown.json()["attributes"]["quantity"]["value"] == "12000"  # the first one won
+    assert shown.json()["attributes"]["quantity"]["value"] == 12000  # the first one won
 
 
 async def test_unique_values_clash_within_the_batch_and_with_existing_ones(

@@ -10,7 +10,7 @@ import httpx
 import segno
 
 from app.main import create_app
-from app.registry.bundled_templates import DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
+from app.registry.bundled_templates import DEVICE, DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
 from app.settings import Settings
 from tests.conftest import OPERATOR, bearer, create_enterprise
 
@@ -216,7 +216,7 @@ async def test_patch_validates_the_changed_record_again(client: httpx.AsyncClien
     )
     assert set(fields(refused)) == {"quantity", "productionDate", "batchNumber"}
     unchanged = await client.get(url)
-    assert unchanged.json()["attributes"]["quantity"]["value"] == "12000"
+    assert unchanged.json()["attributes"]["quantity"]["value"] == 12000
 
     changed = await client.patch(
         url,
@@ -225,7 +225,7 @@ async def test_patch_validates_the_changed_record_again(client: httpx.AsyncClien
     )
     assert changed.status_code == 200, changed.text
     attributes = changed.json()["attributes"]
-    assert attributes["quantity"]["value"] == "11500"
+    assert attributes["quantity"]["value"] == 11500  # a number, as sent
     assert "origin" not in attributes
     assert attributes["batchNumber"]["value"] == BATCH["batchNumber"]
     assert changed.json()["url"] == "https://x.example/b"
@@ -410,3 +410,41 @@ async def test_long_values_up_to_the_limit_are_stored_and_searchable(
         headers=bearer(dairy),
     )
     assert "at most 400 characters" in fields(too_long)["ingredients"]
+
+
+async def test_typed_attributes_come_back_as_json_types_on_every_read(
+    client: httpx.AsyncClient,
+) -> None:
+    """Numbers and true/false come back as JSON numbers and booleans (dates as the text
+    sent); the Handle record keeps text, as Handle clients expect."""
+    plant = await create_enterprise(client)
+    sent = {
+        **DEVICE["example"],
+        "hardwareId": "TYPED-1",
+        "hardwareIdType": "serial",
+        "batteryLevel": 77,
+        "online": True,
+        "firstSeen": "2026-03-01T08:30:00Z",
+    }
+    created = await register(client, plant, template="device", attributes=sent)
+    handle = created["handle"]
+    batch = await register(client, plant, attributes={**BATCH, "quantity": 11500.5})
+
+    def typed(view: dict[str, Any]) -> dict[str, Any]:
+        return {name: shown["value"] for name, shown in view["attributes"].items()}
+
+    url = f"/api/v1/identifiers/{handle}"
+    found = {"template": "device", "attr.hardwareId": "TYPED-1"}
+    reads = [
+        created,
+        (await client.get(url)).json(),
+        (await client.get(url, params={"at": "2099-01-01T00:00:00Z"})).json(),
+        (await client.get("/api/v1/search", params=found)).json()["items"][0],
+    ]
+    for view in reads:
+        assert typed(view) == {**sent, "firstSeen": "2026-03-01T08:30:00Z"}
+        assert isinstance(typed(view)["batteryLevel"], int)
+    assert typed(batch)["quantity"] == 11500.5
+    record = await values_of(client, handle)
+    assert record[2009]["data"]["value"] == "77"
+    assert record[2008]["data"]["value"] == "true"

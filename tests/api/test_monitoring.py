@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+import socket
 
+import aiomqtt
 import httpx
 import pytest
 
@@ -85,3 +88,53 @@ async def test_readyz_names_a_database_that_went_away(backend: str) -> None:
     assert reason.startswith("database: ")
     assert name in reason  # 'database "idnode_ready_..." does not exist'
     assert health.status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_taken_embedded_broker_port_leaves_the_node_ready(settings: Settings) -> None:
+    """`idnode serve` starts the embedded broker unasked: a Mosquitto already on its port is
+    no reason to take the node out of rotation; the dashboard says what happened."""
+    with socket.socket() as other_broker:
+        other_broker.bind(("127.0.0.1", 0))
+        other_broker.listen()
+        port = other_broker.getsockname()[1]
+        app = create_app(
+            settings.model_copy(update={"embedded_broker": True, "embedded_broker_port": port})
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
+            ready = await http.get("/readyz")
+            await http.post("/dashboard/login", data={"token": OPERATOR_TOKEN})
+            page = await http.get("/dashboard")
+
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert f"off: 127.0.0.1:{port} is taken" in page.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_dashboard_shows_the_embedded_broker(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    app = create_app(
+        settings.model_copy(update={"embedded_broker": True, "embedded_broker_port": port})
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        await asyncio.wait_for(app.state.gateway.connected.wait(), 10)
+        caplog.clear()
+        for device in range(3):  # devices come and go; the library internals stay quiet
+            async with aiomqtt.Client("127.0.0.1", port, identifier=f"device-{device}"):
+                pass
+        ready = await http.get("/readyz")
+        await http.post("/dashboard/login", data={"token": OPERATOR_TOKEN})
+        page = await http.get("/dashboard")
+
+    assert ready.status_code == 200
+    assert f"embedded, mqtt://127.0.0.1:{port}" in page.text
+    chatter = [r for r in caplog.records if r.name.startswith(("amqtt", "transitions"))]
+    assert [r for r in chatter if r.levelno < logging.WARNING] == []

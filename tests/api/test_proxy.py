@@ -151,7 +151,9 @@ async def test_unknown_handle_is_a_404_page(client: httpx.AsyncClient) -> None:
         assert "NOT-THERE" in page
 
 
-@pytest.mark.parametrize("path", ["/88..1/X", "/88.999.1", "/88.9%2099/X", "/88.999.1/"])
+@pytest.mark.parametrize(
+    "path", ["/88..1/X", "/88.999.1", "/88.9%2099/X", "/88.999.1/", "/88.999.1/CTL%0AX"]
+)
 async def test_invalid_handle_is_a_400_page(client: httpx.AsyncClient, path: str) -> None:
     assert_html(await client.get(path), 400)
 

@@ -158,6 +158,7 @@ async def test_overwrite_false_on_existing_handle_is_409_code_101(
 INVALID_HANDLES = {
     "no slash": "88.999.1",
     "control character": "88.999.1/MILK%01X",
+    "newline": "88.999.1/CTL%0AX",
     "prefix too long": "88.999." + "1" * 60 + "/X",
     "empty suffix": "88.999.1/",
     "empty prefix segment": "88..999/X",
@@ -177,6 +178,17 @@ async def test_put_invalid_handle_is_400_code_102(client: httpx.AsyncClient, pat
         f"/api/handles/{path}", json={"values": [url_value("https://a.example")]}, headers=OPERATOR
     )
     expect(answer, 400, 102)
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+async def test_invalid_handle_on_the_identifiers_api_is_named(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    answer = await client.request(
+        method, "/api/v1/identifiers/88.999.1/CTL%0AX", json={"attributes": {}}, headers=OPERATOR
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "InvalidHandle"
 
 
 # --- 200: values not found ---

@@ -10,6 +10,7 @@ import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.settings import Settings
+from app.storage.models import Device
 from tests.conftest import OPERATOR, bearer, create_enterprise, free_port, url_value
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -136,6 +138,29 @@ async def test_census_and_pool_gauges(app: Any, client: httpx.AsyncClient) -> No
     assert value(after, "idnode_devices_online") == 0
     assert value(after, "idnode_db_pool_size") >= 1
     assert ("idnode_db_pool_in_use", frozenset()) in after
+
+
+async def test_a_device_silent_since_before_a_restart_counts_offline(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """Right after a restart nothing has swept the devices that fell silent while the node
+    was down (or runs no gateway): their last sign of life decides, not the stored flag."""
+    now = datetime.now(UTC)
+    async with app.state.node.database.write_session() as session:
+        for name, silent in (("quiet", timedelta(minutes=25)), ("lively", timedelta(seconds=5))):
+            session.add(
+                Device(
+                    prefix="88.999.1", hardware_id_type="serial", hardware_id=name,
+                    handle=f"88.999.1/DEV-serial-{name}", network="mqtt", first_seen=now - silent,
+                    last_seen=now - silent, published_at=now - silent, online=True,
+                )
+            )  # fmt: skip
+        await session.commit()
+    await app.state.metrics_pump.census()
+
+    after = await scrape(client)
+    assert value(after, "idnode_devices_online") == 1
+    assert value(after, "idnode_devices_offline") == 1
 
 
 class _Upstream(http.server.BaseHTTPRequestHandler):

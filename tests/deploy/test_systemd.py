@@ -6,7 +6,6 @@ import configparser
 import shlex
 from pathlib import Path
 
-from app.settings import Settings
 from tests.deploy.manifests import (
     DEPLOY,
     env_file,
@@ -41,14 +40,15 @@ def test_units_run_serve_and_gateway_with_flags_the_cli_has() -> None:
 
 
 def test_units_are_hardened_and_write_only_their_state_directory() -> None:
-    assert Settings.model_fields["database_url"].default.startswith("sqlite+aiosqlite:///./")
     for name, parsed in units().items():
         service = parsed["Service"]
+        # The SQLite file and the node key live in the data directory, which
+        # ProtectSystem=strict would leave read-only without ReadWritePaths.
+        data_dir = service["Environment"].split("IDNODE_DATA_DIR=")[1].split()[0]
+        assert data_dir in service["ReadWritePaths"].split(), name
         assert service["NoNewPrivileges"] == "true", name
         assert service["ProtectSystem"] == "strict", name
         assert service.get("DynamicUser") == "yes" or service.get("User", "root") != "root"
-        # The SQLite default (./idnode.db) is relative to the working directory, which
-        # ProtectSystem=strict would leave read-only without ReadWritePaths.
         assert service["WorkingDirectory"] in service["ReadWritePaths"].split(), name
         assert service["EnvironmentFile"] == ENV_FILE, name
         assert parsed["Install"]["WantedBy"] == "multi-user.target", name

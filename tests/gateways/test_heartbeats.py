@@ -75,7 +75,7 @@ async def test_heartbeat_online_offline_online(
     # The record reads with the bundled device template's labels.
     native = (await http.get(f"/api/v1/identifiers/{handle}")).json()
     assert native["template"]["id"] == "device", native
-    assert native["attributes"]["online"]["value"] == "true"
+    assert native["attributes"]["online"]["value"] is True
     assert native["attributes"]["batteryLevel"]["label_en"] == "Battery level (%)"
 
 

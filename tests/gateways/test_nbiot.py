@@ -222,3 +222,28 @@ async def test_wrong_push_tokens_are_throttled(
     right = await client.post(url, params={"token": "ctw-secret-1"}, json=push)
     assert right.status_code == 429
     assert right.headers["Retry-After"] == "60"
+
+
+async def test_a_onenet_device_push_without_imei_is_refused(
+    client: httpx.AsyncClient, plant: dict[str, Any]
+) -> None:
+    """Devices register by IMEI: a data push without one used to answer 200 and do nothing."""
+    token = "idnode-onenet-token-2026"
+    await configure(client, plant, "onenet", token)
+    msg = '{"type":1,"dev_id":602114887,"ds_id":"3303_0_5700","at":1763604940500,"value":4.2}'
+    nonce = "Lw2Qy8Rt"
+    body = json.dumps(
+        {
+            "msg": json.loads(msg),
+            "msg_signature": onenet.signature(token, nonce, msg),
+            "nonce": nonce,
+        },
+        separators=(",", ":"),
+    )
+    answer = await client.post(
+        f"/api/v1/ingest/onenet/{plant['prefix']}",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "imei" in answer.json()["detail"]

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app.registry import clock
+from app.reporting.monthly import as_text, monthly_report
 from app.settings import Settings
 from app.storage import statistics as repo
 from tests.conftest import bearer, create_enterprise, url_value
@@ -133,3 +134,35 @@ async def test_the_report_goes_to_a_file(app: Any, settings: Settings, tmp_path:
     done = idnode(settings, "--month", "2026-03", "--format", "json", "--output", str(target))
     assert done.returncode == 0, done.stderr
     assert json.loads(target.read_text())["month"] == "2026-03"
+
+
+async def test_availability_counts_from_when_the_node_first_served(
+    app: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node first started on the 10th and asked on the same day is not blamed for the
+    nine days before it existed; one that wrote no sample yet says so instead of 0 %."""
+    database = app.state.node.database
+    at(datetime(2026, 3, 10, 12, 30, tzinfo=UTC), monkeypatch)
+    async with database.read_session() as session:
+        unsampled = await monthly_report(session, "2026-03")
+    assert unsampled["availabilityPercent"] is None
+    assert "not measured yet" in as_text({**unsampled, "node": "88.999"})
+
+    async with database.write_session() as session:
+        await repo.add_sample(
+            session,
+            process="p1",
+            started_at=datetime(2026, 3, 10, 12, 0, tzinfo=UTC),
+            ended_at=datetime(2026, 3, 10, 12, 20, tzinfo=UTC),
+            resolutions=40,
+            errors=0,
+        )
+        await session.commit()
+    async with database.read_session() as session:
+        report = await monthly_report(session, "2026-03")
+    assert report["availabilityPercent"] == pytest.approx(100 * 20 / 30, abs=0.001)
+    assert report["measuredFrom"] == "2026-03-10T12:00:00+00:00"
+    assert report["resolutions"] == 40
+    text = as_text({**report, "node": "88.999"})
+    assert "66.667 %" in text
+    assert "up to the last statistics sample, 2026-03-10T12:20:00+00:00" in text
