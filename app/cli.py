@@ -181,11 +181,11 @@ def serve(
 ) -> None:
     """Serve the node over HTTP (migrating the database first), with the device gateway and
     the Handle protocol listener."""
+    _refuse_taken_port(host, port)  # before anything else is said or started
     os.environ["IDNODE_EMBEDDED_BROKER"] = "false" if no_broker else "true"
     os.environ["IDNODE_HANDLE_HOST"] = host
     os.environ["IDNODE_HANDLE_PORT"] = str(_free_handle_port(host, handle_port))
     settings = _settings()
-    _refuse_taken_port(host, port)
     _database_ready(settings, migrate=not no_migrate)
     base = settings.public_url or f"http://{host}:{port}"
     click.echo(f"idnode: node prefix {settings.node_prefix}, storage {_where(settings)}")

@@ -201,10 +201,12 @@ def free_port() -> int:
 
 
 class LiveNode:
-    """``idnode serve`` in a subprocess on loopback."""
+    """``idnode serve`` in a subprocess on loopback. The Handle protocol listener is off
+    unless the test's environment turns it on: tests running side by side (and a node the
+    developer runs) would otherwise contend for its one default port."""
 
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = env
+        self.env = {"IDNODE_HANDLE_PORT": "0", **env}
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

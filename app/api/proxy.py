@@ -79,7 +79,7 @@ async def proxy(handle: str, request: Request, node: NodeDep, at: str | None = N
     except (UpstreamUnavailable, UpstreamFailed) as exc:
         return _message(node, request, 502, "upstream", handle, exc.message)
     except ServiceUnavailable as exc:
-        busy = _message(node, request, exc.status, "busy", handle)
+        busy = _message(node, request, exc.status, "busy", handle, exc.message)
         busy.headers["Retry-After"] = str(exc.retry_after)
         return busy
     except (HandleNotFound, NotResponsible) as exc:

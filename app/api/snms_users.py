@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
+from app.registry.clock import as_utc
 from app.snms import accounts as service
 from app.storage.models import SnmsUser
 
@@ -36,7 +37,7 @@ def _view(user: SnmsUser) -> dict[str, object]:
     return {
         "username": user.username,
         "disabled": user.disabled_at is not None,
-        "createdAt": user.created_at,
+        "createdAt": as_utc(user.created_at),  # SQLite gives it back without a zone
     }
 
 

@@ -27,7 +27,10 @@ from gateways.nbiot.ingest import IngestQueue
 router = APIRouter(
     prefix="/api/v1/ingest",
     tags=["Device ingest"],
-    responses={403: {"description": "No account for the platform, or a wrong signature or token"}},
+    responses={
+        403: {"description": "No account for the platform, or a wrong signature or token"},
+        429: {"description": "Too many wrong signatures or tokens; see Retry-After"},
+    },
 )
 MAX_BODY = 64 * 1024
 OK = {"result": "ok"}

@@ -89,8 +89,11 @@ def cache_sync_task(app: Any) -> asyncio.Task[Any]:
     for task in asyncio.all_tasks():
         if task.get_name() != "cache-invalidation" or task.done():
             continue
+        # The supervisor runs it: its ``loop`` closes over the cache it keeps in sync.
         frame = getattr(task.get_coro(), "cr_frame", None)
-        if frame is not None and frame.f_locals.get("cache") is cache:
+        loop = frame.f_locals.get("loop") if frame is not None else None
+        cells = getattr(loop, "__closure__", None) or ()
+        if any(cell.cell_contents is cache for cell in cells):
             return task
     raise AssertionError("the app's cache-invalidation task is not running")
 

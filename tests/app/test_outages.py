@@ -20,6 +20,7 @@ import pytest
 from app.cli import migrate_database
 from app.main import create_app
 from app.settings import Settings
+from tests.api.test_lean_path import cache_sync_task, postgres_listener
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, bearer, create_enterprise, url_value
 from tests.gateways.conftest import require_mosquitto
 from tests.gateways.test_nbiot_ingest import ctwing_account, imei, push
@@ -53,10 +54,23 @@ async def node(pg_settings: Settings, postgres: PrivatePostgres) -> AsyncIterato
     try:
         async with application.router.lifespan_context(application):
             await asyncio.wait_for(application.state.gateway.connected.wait(), 10)
+            await listening(application)
             yield application
     finally:
         if not postgres.running:
             postgres.start()
+
+
+async def listening(application: Any) -> None:
+    """Wait until the cache-invalidation listener is connected: it clears the cache when it
+    connects, which would otherwise drop what a test has just had cached."""
+    for _ in range(200):
+        listener = postgres_listener(cache_sync_task(application))
+        if listener is not None:
+            await asyncio.wait_for(listener.connected.wait(), 10)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cache-invalidation listener never started")
 
 
 async def register_over_mqtt(settings: Settings, plant: dict[str, Any]) -> tuple[str, Any]:

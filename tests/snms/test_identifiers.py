@@ -289,7 +289,7 @@ async def test_control_characters_are_refused_naming_the_field(
     body = milk(f"{prefix}/NUL-1", batch="B\x00-1")
     answer = (await client.post("/identityv2/data", json=body, headers=dairy["snms"])).json()
     assert answer["status"] == -2
-    assert answer["message"].startswith("value[1].data.value: contains the control character")
+    assert answer["message"].startswith("body.value[1].data.value: contains the control character")
     batch = await ok(
         await client.post("/identityv2/data/batchCreate", json=[body], headers=dairy["snms"])
     )

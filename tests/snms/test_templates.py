@@ -202,7 +202,7 @@ async def test_bundled_templates_are_usable_from_snms(
     assert await ok(await client.post("/identityv2/data", json=record, headers=headers))
     node = (await client.get(f"/api/v1/identifiers/{quote(record['handle'])}")).json()
     assert node["template"]["id"] == "food.batch"
-    assert node["attributes"]["quantity"]["value"] == "12000"
+    assert node["attributes"]["quantity"]["value"] == 12000  # typed: a number
 
 
 async def test_an_update_may_set_items_added_since_registration(
