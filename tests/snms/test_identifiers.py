@@ -8,7 +8,9 @@ from urllib.parse import quote
 
 import httpx
 
+from app.settings import Settings
 from tests.conftest import OPERATOR, create_enterprise
+from tests.gateways.handle_node import native_node
 from tests.snms.conftest import PASSWORD, login, snms_user
 
 DETAIL = "/identityv2/data/detail"
@@ -108,18 +110,24 @@ async def test_a_create_refused_by_the_template_writes_nothing(
     assert missing == {"status": -2, "message": "缺少必要的请求参数: handle", "data": None}
 
 
-async def test_one_identifier_reads_the_same_through_every_api(
-    client: httpx.AsyncClient, dairy: dict[str, Any]
-) -> None:
-    prefix = await with_template(client, dairy)
-    handle = f"{prefix}/MILK-SAME"
-    await ok(await client.post("/identityv2/data", json=milk(handle), headers=dairy["snms"]))
-    snms = await detail_values(client, handle, dairy["snms"])
-    rest = (await client.get(f"/api/handles/{quote(handle)}")).json()
+async def test_one_identifier_reads_the_same_through_every_api(settings: Settings) -> None:
+    async with native_node(settings) as running:
+        client = running.http
+        enterprise = await create_enterprise(client, "Yili Dairy")
+        user = await snms_user(client, enterprise, "yili-mes")
+        dairy = {**enterprise, "snms": await login(client, user["username"], user["password"])}
+        prefix = await with_template(client, dairy)
+        handle = f"{prefix}/MILK-SAME"
+        await ok(await client.post("/identityv2/data", json=milk(handle), headers=dairy["snms"]))
+        snms = await detail_values(client, handle, dairy["snms"])
+        rest = (await client.get(f"/api/handles/{quote(handle)}")).json()
+        node = (await client.get(f"/api/v1/identifiers/{quote(handle)}")).json()
+        async with running.connection() as native:  # the Handle protocol, as the ID-SDK asks
+            resolved = await native.resolve(handle)
     by_handle = {v["index"]: v["data"]["value"] for v in rest["values"] if v["index"] >= 2000}
-    node = (await client.get(f"/api/v1/identifiers/{quote(handle)}")).json()
     by_name = {a["index"]: a["value"] for a in node["attributes"].values()}
-    assert {i: v for i, v in snms.items() if i >= 2000} == by_handle == by_name
+    by_native = {v["index"]: v["data"]["value"] for v in resolved.values()[1] if v["index"] >= 2000}
+    assert {i: v for i, v in snms.items() if i >= 2000} == by_handle == by_name == by_native
     assert by_name == {2000: "纯牛奶 250ml", 2001: "B20260301-01"}
     # index 1001: the SNMS version in SNMS's answer, the node's reference in the others,
     # and both are accepted back as templateVersion.
