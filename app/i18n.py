@@ -4,7 +4,9 @@ Every catalogue is a ``.po`` file at ``app/locales/<language>/LC_MESSAGES/messag
 (Babel's layout), compiled in memory when the node starts, so adding a language is adding
 one file; msgids are the English texts. A request's language is ``?lang=`` when the node has
 it, else the best of ``Accept-Language``, else English. Dates and numbers are formatted for
-the language by Babel's CLDR data.
+the language by Babel's CLDR data; times are shown in the node's time zone
+(``IDNODE_TIMEZONE``), with its offset from UTC, since the people reading the pages are where
+the node is.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from importlib import resources
 
 import jinja2
@@ -35,6 +37,7 @@ class Language:
 
     tag: str
     translations: gettext.NullTranslations
+    zone: tzinfo = UTC
 
     @property
     def html_lang(self) -> str:
@@ -60,14 +63,18 @@ class Language:
         return format_date(value, "long", locale=self.tag)
 
     def moment(self, value: datetime | str) -> str:
-        """A time (or a Handle timestamp, ISO 8601) in UTC, formatted for the language."""
+        """A time (or a Handle timestamp, ISO 8601; UTC when it names no zone) in the node's
+        zone, formatted for the language and followed by its offset: ``2026年12月3日 18:30:00
+        UTC+8``."""
         try:
             moment = datetime.fromisoformat(value) if isinstance(value, str) else value
         except ValueError:
             return str(value)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return f"{format_datetime(moment, 'medium', tzinfo=UTC, locale=self.tag)} UTC"
+        local = moment.astimezone(self.zone)
+        shown = format_datetime(local, "medium", tzinfo=self.zone, locale=self.tag)
+        return f"{shown} {_offset(local)}"
 
     def number(self, value: float) -> str:
         return format_decimal(value, locale=self.tag)
@@ -89,21 +96,22 @@ class Language:
 class Languages:
     """Every catalogue the node ships, compiled once, and the choice of one per request."""
 
-    def __init__(self, catalogues: dict[str, gettext.NullTranslations]) -> None:
-        self._by_tag = {tag: Language(tag, t) for tag, t in catalogues.items()}
-        self._by_tag.setdefault(DEFAULT, Language(DEFAULT, gettext.NullTranslations()))
+    def __init__(self, catalogues: dict[str, gettext.NullTranslations], zone: tzinfo = UTC) -> None:
+        self._by_tag = {tag: Language(tag, t, zone) for tag, t in catalogues.items()}
+        self._by_tag.setdefault(DEFAULT, Language(DEFAULT, gettext.NullTranslations(), zone))
         self._current: ContextVar[Language] = ContextVar("language", default=self[DEFAULT])
 
     @classmethod
-    def shipped(cls) -> Languages:
-        """The catalogues under ``app/locales``, compiled from their ``.po`` files."""
+    def shipped(cls, zone: tzinfo = UTC) -> Languages:
+        """The catalogues under ``app/locales``, compiled from their ``.po`` files, showing
+        times in ``zone``."""
         root = resources.files("app") / "locales"
         catalogues: dict[str, gettext.NullTranslations] = {}
         for folder in root.iterdir():
             po = folder / "LC_MESSAGES" / CATALOGUE
             if po.is_file():
                 catalogues[folder.name] = _compiled(po.read_bytes(), folder.name)
-        return cls(catalogues)
+        return cls(catalogues, zone)
 
     def __getitem__(self, tag: str) -> Language:
         return self._by_tag[tag]
@@ -138,6 +146,17 @@ class Languages:
             yield
         finally:
             self._current.reset(token)
+
+
+def _offset(moment: datetime) -> str:
+    """``UTC``, ``UTC+8`` or ``UTC+5:30``: the offset of an aware time, short."""
+    offset = moment.utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
 def _preferred(header: str) -> list[str]:

@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout = httpx.Timeout(
             settings.upstream_timeout, connect=min(settings.upstream_timeout, 2)
         )
-        languages = Languages.shipped()
+        languages = Languages.shipped(settings.zone)
         native = HandleProtocolRemote(wait=settings.upstream_timeout)
         async with (
             httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
         None,
         description="Base URL the node is reached at from outside (for links and QR codes); "
         "defaults to the address it serves on.",
+    )
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="IANA time zone the server-rendered pages (the product page) show times "
+        "in, with their offset; the APIs always answer in UTC.",
     )
     lean_resolve: bool = Field(
         True,
@@ -381,6 +387,22 @@ class Settings(BaseSettings):
             return parse_prefix(value)
         except InvalidHandle as exc:
             raise ValueError(exc.message) from exc
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai or UTC"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone of the human-facing pages."""
+        return ZoneInfo(self.timezone)
 
     @field_validator("database_url")
     @classmethod

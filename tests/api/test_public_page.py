@@ -123,6 +123,7 @@ async def test_recalling_a_batch_warns_on_every_unit_below_it(client: httpx.Asyn
     assert 'role="alert"' in shown
     assert reason in shown
     assert "已召回" in shown
+    assert "UTC+8" in shown  # the recall's time, in the node's zone (Asia/Shanghai by default)
     (own,) = await recall_values(client, supply.batch)
     assert own["data"]["value"] == reason
     assert "references" not in own

@@ -3,13 +3,17 @@ the language it asks for."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from pydantic import ValidationError
 
 from app.i18n import Languages
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ROOT / "app" / "locales"
@@ -64,3 +68,23 @@ def test_the_language_a_request_asks_for(
     override: str | None, accept: str | None, chosen: str
 ) -> None:
     assert Languages.shipped().choose(override=override, accept=accept).tag == chosen
+
+
+def test_times_are_shown_in_the_nodes_zone_with_its_offset() -> None:
+    # 10:30 UTC is 18:30 in Hohhot, where the shopper scanning the carton is.
+    shanghai = Languages.shipped(ZoneInfo("Asia/Shanghai"))
+    assert shanghai["zh"].moment("2026-12-03T10:30:00+00:00") == "2026年12月3日 18:30:00 UTC+8"
+    assert shanghai["en"].moment("2026-12-03T10:30:00Z") == "Dec 3, 2026, 6:30:00\u202fPM UTC+8"
+    # A Handle timestamp without a zone is UTC; a zone crossing the date line moves the day.
+    assert shanghai["en"].moment("2026-12-03T20:00:00").startswith("Dec 4, 2026, 4:00:00")
+    assert (
+        Languages.shipped(ZoneInfo("Asia/Kolkata"))["en"]
+        .moment(datetime(2026, 12, 3, 10, 0, tzinfo=UTC))
+        .endswith("3:30:00\u202fPM UTC+5:30")
+    )
+    assert Languages.shipped()["en"].moment("2026-12-03T10:30:00Z").endswith("AM UTC")
+
+
+def test_an_unknown_time_zone_is_refused_with_what_to_write() -> None:
+    with pytest.raises(ValidationError, match=r"unknown time zone 'Asia/Hohhot'.*Asia/Shanghai"):
+        Settings(timezone="Asia/Hohhot")
