@@ -15,7 +15,12 @@ generator (this file, ``--generate``, a separate process on uvloop) then measure
   http      GET /api/handles/<same identifier> on keep-alive connections (the HTTP hot path,
             raw HTTP/1.1 written by the same generator)
   half      p99 latency over TCP at half the node's TCP rate (fixed rate, latency counted
-            from each request's scheduled time)
+            from each request's scheduled time), from the node and from the responder at the
+            same rate (what the generator and the machine add to any server's latency)
+
+The node and the responder run on core 0, the generator on core 1 (``taskset``), so the
+generator never takes the server's core; each round records the load average before and after
+and is marked busy (with a warning) when it began above 1.
 
 Prints medians with ratios and writes loadtests/results/handle-<time>.json.
 """
@@ -41,6 +46,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.machine import check_quiet, pinned, snapshot  # noqa: E402
 from resolver.handle_protocol.bodies import Query  # noqa: E402
 from resolver.handle_protocol.message import (  # noqa: E402
     ENVELOPE_SIZE,
@@ -115,24 +121,17 @@ def _bench(args: argparse.Namespace) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         node_log = (work / "node.log").open("w")
-        processes.append(subprocess.Popen(command, env=env, stdout=node_log, stderr=node_log))
+        processes.append(
+            subprocess.Popen(pinned(command, "server"), env=env, stdout=node_log, stderr=node_log)
+        )
         base = f"http://127.0.0.1:{http_port}"
         _wait_for(base, processes[0], work / "node.log")
         hot = _register(base)
         request = _request(hot)
         answer = asyncio.run(_one_answer(handle_port, request))
+        responder = ["--port", str(ceiling_port), "--payload", answer.hex()]
         processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--respond",
-                    "--port",
-                    str(ceiling_port),
-                    "--payload",
-                    answer.hex(),
-                ]
-            )
+            subprocess.Popen(pinned([sys.executable, __file__, "--respond", *responder], "server"))
         )
         time.sleep(1.5)
         results = _measure(args, handle_port, ceiling_port, http_port, request, hot)
@@ -194,7 +193,9 @@ def _generator(mode: str, port: int, payload: bytes, args: argparse.Namespace, r
     command = [sys.executable, __file__, "--generate", mode, "--port", str(port),
                "--payload", payload.hex(), "--duration", str(args.duration),
                "--concurrency", str(args.concurrency), "--rate", str(rate)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, check=True, timeout=args.duration + 60)
+    done = subprocess.run(
+        pinned(command, "generator"), capture_output=True, check=True, timeout=args.duration + 60
+    )
     return json.loads(done.stdout)
 
 
@@ -205,7 +206,7 @@ def _measure(
     udp_request = request  # one datagram: envelope + message
     runs = []
     for round_ in range(args.rounds):
-        run: dict[str, Any] = {}
+        run: dict[str, Any] = {"before": check_quiet(f"round {round_ + 1}")}
         # In turns, so node and responder see the same background load.
         for name, mode, port, payload in (
             ("tcp_node", "tcp", node, request),
@@ -218,7 +219,13 @@ def _measure(
             print(f"round {round_ + 1} {name}: {run[name]['rate']:,.0f}/s", flush=True)
         half = run["tcp_node"]["rate"] / 2
         run["half_tcp_node"] = _generator("tcp", node, request, args, rate=half)
-        print(f"round {round_ + 1} p99 at {half:,.0f}/s: {run['half_tcp_node']['p99_ms']} ms")
+        run["half_tcp_ceiling"] = _generator("tcp", ceiling, request, args, rate=half)
+        print(
+            f"round {round_ + 1} p99 at {half:,.0f}/s: node {run['half_tcp_node']['p99_ms']} ms,"
+            f" responder {run['half_tcp_ceiling']['p99_ms']} ms"
+        )
+        run["after"] = snapshot()
+        print(f"round {round_ + 1} load average {run['before']['load']} -> {run['after']['load']}")
         runs.append(run)
     return runs
 
@@ -235,6 +242,8 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "http_node": median("http_node"),
         "half_rate": median("half_tcp_node"),
         "half_p99_ms": median("half_tcp_node", "p99_ms"),
+        "half_p99_ms_responder": median("half_tcp_ceiling", "p99_ms"),
+        "busy_rounds": sum(run["before"]["busy"] for run in runs),
     }
     summary["tcp_ratio"] = summary["tcp_node"] / summary["tcp_ceiling"]
     summary["udp_ratio"] = summary["udp_node"] / summary["udp_ceiling"]
@@ -242,7 +251,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary["udp_vs_http"] = summary["udp_node"] / summary["http_node"]
     print("\nmedians:")
     for key, value in summary.items():
-        print(f"  {key:12} {value:,.2f}")
+        print(f"  {key:22} {value:,.2f}")
     return summary
 
 

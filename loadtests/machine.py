@@ -1,0 +1,47 @@
+"""What the benchmarks need to know about the machine: how busy it is, and which cores to pin
+the server under test and the load generator to, so that they do not take turns on one core.
+
+A ratio taken while other jobs hold the cores is pressed towards 1 (node and ceiling are
+slowed alike), so every benchmark records the load average before and after each round and
+marks a round that began on a busy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+BUSY = 1.0  # load average (1 min) above which a round is marked busy, on this 2-core machine
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def snapshot() -> dict[str, Any]:
+    """Load average and CPU count now, for the results file."""
+    return {"load": load(), "cpus": os.cpu_count()}
+
+
+def check_quiet(label: str) -> dict[str, Any]:
+    """A snapshot, with a loud warning when the machine is already busy."""
+    taken = snapshot()
+    taken["busy"] = taken["load"] > BUSY
+    if taken["busy"]:
+        print(
+            f"WARNING {label}: load average {taken['load']} > {BUSY} before it began; "
+            "its figures are marked busy and must not be quoted",
+            flush=True,
+        )
+    return taken
+
+
+def pinned(command: list[str], role: str) -> list[str]:
+    """``command`` under ``taskset`` on its own core: ``server`` on core 0, ``generator`` on
+    core 1 (unchanged on a one-core machine or without taskset)."""
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or shutil.which("taskset") is None:
+        return command
+    core = {"server": 0, "generator": 1}[role]
+    return ["taskset", "--cpu-list", str(core), *command]
