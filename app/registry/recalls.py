@@ -5,8 +5,11 @@ The recalled identifier itself carries a ``RECALL`` value at index ``RECALL_INDE
 string: the reason; its timestamp: when it was recalled), written like any change, so it is
 in the identifier's history and its outbox event. The ``recalls`` table indexes them. When the
 resolver loads an identifier that is not itself recalled, :class:`RecallingStore` walks up the
-public references from it (unit -> case -> batch -> raw-material batch, as the trace does) and,
-when it meets a recalled one, adds a ``RECALL`` value whose ``references`` name it. A recall or
+references from it (unit -> case -> batch -> raw-material batch, as the trace does) and, when it
+meets a recalled one, adds a ``RECALL`` value with the recall's reason and time. Every reference
+is followed, public or not, because a recall must reach every unit below the batch; the warning
+names the recalled identifier (its ``references``) only when every step of the way there is
+public, so a link an enterprise kept private is not shown to an anonymous reader. A recall or
 its undo forgets every cached answer in every process (``invalidation.EVERYTHING``), so a
 million units reflect it within the cache invalidation bound, with no write to any of them.
 """
@@ -146,9 +149,10 @@ class RecallingStore:
         recalls = await self._current()
         if not recalls:
             return record
-        source = await self._recalled_above(record, recalls)
-        if source is None:
+        found = await self._recalled_above(record, recalls)
+        if found is None:
             return record
+        source, shown = found
         reason, at = recalls[source]
         warning = HandleValue(
             index=RECALL_INDEX,
@@ -156,7 +160,7 @@ class RecallingStore:
             format="string",
             value=reason,
             timestamp=clock.handle_timestamp(clock.as_utc(at)),
-            references=(Reference(source, RECALL_INDEX),),
+            references=(Reference(source, RECALL_INDEX),) if shown else (),
         )
         return Record(record.handle, (*record.values, warning))
 
@@ -170,27 +174,34 @@ class RecallingStore:
 
     async def _recalled_above(
         self, record: Record, recalls: dict[str, tuple[str, datetime]]
-    ) -> str | None:
-        """The nearest recalled identifier up the public references from ``record``."""
+    ) -> tuple[str, bool] | None:
+        """The nearest recalled identifier up the references from ``record``, and whether the
+        way to it is public (a public way preferred among the nearest)."""
         seen = {record.handle}
-        level = [record]
+        level = [(record, True)]
         for _ in range(MAX_DEPTH):
-            parents = [p for r in level for p in _parents(r) if p not in seen]
-            for parent in parents:
-                if parent in recalls:
-                    return parent
+            parents: dict[str, bool] = {}  # handle -> reached by a public way
+            for child, public in level:
+                for parent, shown in _parents(child):
+                    if parent not in seen:
+                        parents[parent] = parents.get(parent, False) or (public and shown)
+            recalled = sorted((not shown, p) for p, shown in parents.items() if p in recalls)
+            if recalled:
+                hidden, source = recalled[0]
+                return source, not hidden
             seen.update(parents)
-            loaded = [await self._inner.fetch(p) for p in dict.fromkeys(parents)]
-            level = [r for r in loaded if r is not None]
+            loaded = [(await self._inner.fetch(p), shown) for p, shown in parents.items()]
+            level = [(r, shown) for r, shown in loaded if r is not None]
             if not level:
                 return None
         return None
 
 
-def _parents(record: Record) -> list[str]:
+def _parents(record: Record) -> list[tuple[str, bool]]:
+    """The identifiers ``record`` references, each with whether the reference is public."""
     return [
-        reference.handle
-        for value in record.public().values
+        (reference.handle, value.public_read)
+        for value in record.values
         for reference in value.references
         if reference.handle != record.handle
     ]

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.main import create_app
 from app.registry.bundled_templates import DEVICE, VACCINE_UNIT
 from app.storage.models import OutboxEvent
+from tests.api.factories import part_of, put
 from tests.api.supply_chain import PRODUCT_NAME, chain, identifier
 from tests.conftest import OPERATOR, bearer, create_enterprise, free_port
 
@@ -135,6 +136,39 @@ async def test_recalling_a_batch_warns_on_every_unit_below_it(client: httpx.Asyn
     assert lifted.status_code == 200, lifted.text
     assert await recall_values(client, supply.unit) == []
     assert 'role="alert"' not in await page(client, f"/{supply.unit}", **EN)
+
+
+async def test_a_recall_reaches_units_linked_privately_without_showing_the_link(
+    client: httpx.AsyncClient,
+) -> None:
+    """A unit whose link to its batch is not public still warns (the shopper must not eat
+    it), but its public answer and page do not name the batch the enterprise kept private."""
+    supply = await chain(client)
+    unit = f"{supply.dairy['prefix']}/UNIT-PRIVATE-LINK"
+    values = [
+        {"index": 1, "type": "DESC", "data": PRODUCT_NAME},
+        part_of(supply.batch, permissions="1100"),  # read by its owner only
+    ]
+    await put(client, bearer(supply.dairy), unit, values, status=201)
+    assert await recall_values(client, unit) == []
+    reason = "Listeria found in the filling line"
+    recalled = await client.post(
+        f"/api/v1/identifiers/{supply.batch}/recall",
+        json={"reason": reason},
+        headers=bearer(supply.dairy),
+    )
+    assert recalled.status_code == 200, recalled.text
+
+    (warning,) = await recall_values(client, unit)
+    assert warning["data"]["value"] == reason
+    assert "references" not in warning  # the private link stays private
+    shown = await page(client, f"/{unit}", **EN)
+    assert 'role="alert"' in shown
+    assert reason in shown
+    assert supply.batch not in shown
+    owner = await client.get(f"/api/handles/{unit}", headers=bearer(supply.dairy))
+    linked = {r["handle"] for v in owner.json()["values"] for r in v.get("references", [])}
+    assert supply.batch in linked
 
 
 async def recall_counts(client: httpx.AsyncClient) -> dict[str, float]:
