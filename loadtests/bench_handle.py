@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.machine import check_quiet, pinned, snapshot  # noqa: E402
+from loadtests.machine import check_quiet, cpu_seconds, pinned, snapshot  # noqa: E402
 from resolver.handle_protocol.bodies import Query  # noqa: E402
 from resolver.handle_protocol.message import (  # noqa: E402
     ENVELOPE_SIZE,
@@ -134,7 +135,8 @@ def _bench(args: argparse.Namespace) -> None:
             subprocess.Popen(pinned([sys.executable, __file__, "--respond", *responder], "server"))
         )
         time.sleep(1.5)
-        results = _measure(args, handle_port, ceiling_port, http_port, request, hot)
+        servers = {"node": processes[0].pid, "ceiling": processes[1].pid}
+        results = _measure(args, servers, handle_port, ceiling_port, http_port, request, hot)
     finally:
         for process in processes:
             process.terminate()
@@ -189,18 +191,39 @@ async def _one_answer(port: int, request: bytes) -> bytes:
     return head + body
 
 
-def _generator(mode: str, port: int, payload: bytes, args: argparse.Namespace, rate: float = 0):
+def _generator(
+    mode: str, port: int, payload: bytes, args: argparse.Namespace, server: int, rate: float = 0
+) -> dict[str, Any]:
+    """One measurement, with the CPU the server under test (process tree ``server``) spent per
+    request, and how busy the generator was: a generator near 100% of its core limits the rate
+    of any server, so then the CPU per request is the figure that compares node and ceiling."""
     command = [sys.executable, __file__, "--generate", mode, "--port", str(port),
                "--payload", payload.hex(), "--duration", str(args.duration),
                "--concurrency", str(args.concurrency), "--rate", str(rate)]  # fmt: skip
+    server_before = cpu_seconds(server)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         pinned(command, "generator"), capture_output=True, check=True, timeout=args.duration + 60
     )
-    return json.loads(done.stdout)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result: dict[str, Any] = json.loads(done.stdout)
+    served = max(result["count"], 1)
+    result["server_us"] = round((cpu_seconds(server) - server_before) / served * 1e6, 2)
+    generator = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    result["generator_busy"] = round(generator / args.duration, 2)
+    return result
 
 
 def _measure(
-    args: argparse.Namespace, node: int, ceiling: int, http: int, request: bytes, hot: str
+    args: argparse.Namespace,
+    servers: dict[str, int],
+    node: int,
+    ceiling: int,
+    http: int,
+    request: bytes,
+    hot: str,
 ) -> list[dict[str, Any]]:
     http_request = f"GET /api/handles/{hot} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
     udp_request = request  # one datagram: envelope + message
@@ -208,18 +231,25 @@ def _measure(
     for round_ in range(args.rounds):
         run: dict[str, Any] = {"before": check_quiet(f"round {round_ + 1}")}
         # In turns, so node and responder see the same background load.
-        for name, mode, port, payload in (
-            ("tcp_node", "tcp", node, request),
-            ("tcp_ceiling", "tcp", ceiling, request),
-            ("udp_node", "udp", node, udp_request),
-            ("udp_ceiling", "udp", ceiling, udp_request),
-            ("http_node", "http", http, http_request),
+        for name, mode, port, payload, server in (
+            ("tcp_node", "tcp", node, request, "node"),
+            ("tcp_ceiling", "tcp", ceiling, request, "ceiling"),
+            ("udp_node", "udp", node, udp_request, "node"),
+            ("udp_ceiling", "udp", ceiling, udp_request, "ceiling"),
+            ("http_node", "http", http, http_request, "node"),
         ):
-            run[name] = _generator(mode, port, payload, args)
-            print(f"round {round_ + 1} {name}: {run[name]['rate']:,.0f}/s", flush=True)
+            run[name] = measured = _generator(mode, port, payload, args, servers[server])
+            print(
+                f"round {round_ + 1} {name}: {measured['rate']:,.0f}/s, server "
+                f"{measured['server_us']} us CPU/request, generator {measured['generator_busy']:.0%}"
+                " busy",
+                flush=True,
+            )
         half = run["tcp_node"]["rate"] / 2
-        run["half_tcp_node"] = _generator("tcp", node, request, args, rate=half)
-        run["half_tcp_ceiling"] = _generator("tcp", ceiling, request, args, rate=half)
+        run["half_tcp_node"] = _generator("tcp", node, request, args, servers["node"], half)
+        run["half_tcp_ceiling"] = _generator(
+            "tcp", ceiling, request, args, servers["ceiling"], half
+        )
         print(
             f"round {round_ + 1} p99 at {half:,.0f}/s: node {run['half_tcp_node']['p99_ms']} ms,"
             f" responder {run['half_tcp_ceiling']['p99_ms']} ms"
@@ -245,6 +275,16 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "half_p99_ms_responder": median("half_tcp_ceiling", "p99_ms"),
         "busy_rounds": sum(run["before"]["busy"] for run in runs),
     }
+    for kind in ("tcp", "udp"):
+        node_us, ceiling_us = (
+            median(f"{kind}_node", "server_us"),
+            median(f"{kind}_ceiling", "server_us"),
+        )
+        summary[f"{kind}_node_us"], summary[f"{kind}_ceiling_us"] = node_us, ceiling_us
+        # CPU per request, ceiling over node: the comparison that holds when the generator,
+        # not the server, sets the rate.
+        summary[f"{kind}_cpu_ratio"] = ceiling_us / node_us if node_us else 0.0
+    summary["http_node_us"] = median("http_node", "server_us")
     summary["tcp_ratio"] = summary["tcp_node"] / summary["tcp_ceiling"]
     summary["udp_ratio"] = summary["udp_node"] / summary["udp_ceiling"]
     summary["tcp_vs_http"] = summary["tcp_node"] / summary["http_node"]
