@@ -400,6 +400,6 @@ def _say(line: str) -> None:
 
 async def _cache_sync(database: Database, cache: ResolverCache) -> None:
     if database.is_sqlite:
-        await SqliteWatcher(database.engine, cache).run()
+        await SqliteWatcher(database.sqlite_path, cache).run()
     else:
         await PostgresListener(database.asyncpg_dsn, cache).run()

@@ -107,6 +107,12 @@ class Database:
         return engine
 
     @property
+    def sqlite_path(self) -> str:
+        """The SQLite file's path ("" for an in-memory database)."""
+        database = make_url(self.url).database or ""
+        return "" if database == ":memory:" else database
+
+    @property
     def asyncpg_dsn(self) -> str:
         """asyncpg's own DSN for the database (no SQLAlchemy driver suffix)."""
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterable
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolver.cache import ResolverCache
 
@@ -111,19 +112,33 @@ class PostgresListener:
 
 
 class SqliteWatcher:
-    """Clears the cache when another connection (another worker process) commits."""
+    """Clears the cache when another connection (another worker process) commits.
 
-    def __init__(self, engine: AsyncEngine, cache: ResolverCache, *, interval: float = 0.05):
-        self._engine = engine
+    ``PRAGMA data_version`` is read 20 times a second on a plain ``sqlite3`` connection of its
+    own, on the event loop: in WAL mode (the node's) a read never waits for a writer, and the
+    check costs microseconds, where a round trip through the async driver's thread cost about
+    a millisecond of CPU each time — several percent of a busy node's core. A file that cannot
+    be read at that moment (``busy``) is simply checked at the next tick.
+    """
+
+    def __init__(self, path: str, cache: ResolverCache, *, interval: float = 0.05):
+        self._path = path
         self._cache = cache
         self._interval = interval
 
     async def run(self) -> None:
-        async with self._engine.connect() as conn:
+        if not self._path:
+            return  # in memory: no other connection can see it, so none can change it
+        # Read-only, no busy wait: this connection only ever asks for the version.
+        with contextlib.closing(
+            sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=0)
+        ) as conn:
             last = None
             while True:
-                version = (await conn.exec_driver_sql("PRAGMA data_version")).scalar()
-                await conn.rollback()
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.OperationalError:  # locked for a moment: look again next tick
+                    version = last
                 if last is not None and version != last:
                     self._cache.clear()
                 last = version
