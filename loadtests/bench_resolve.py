@@ -42,6 +42,10 @@ import asyncpg
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.machine import check_quiet, pinned, snapshot
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "loadtests" / "results"
@@ -84,6 +88,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database", default="idnode_bench")
+    parser.add_argument(
+        "--hot-and-cold",
+        action="store_true",
+        help="only hot, half-rate p99 and cold (skip the Zipf, not-found and recursive runs)",
+    )
     return parser.parse_args()
 
 
@@ -193,7 +202,11 @@ class Process:
         self.url = f"http://127.0.0.1:{port}"
         with log.open("w") as out:
             self.process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent
+                pinned(command, "server"),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=log.parent,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -254,7 +267,9 @@ def wrk(url: str, duration: int, script: Path | None = None) -> dict[str, float]
     command = ["wrk", "-t1", "-c64", f"-d{duration}s", "--latency", url]
     if script is not None:
         command[1:1] = ["-s", str(script)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        pinned(command, "generator"), capture_output=True, text=True, check=True
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     latency = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)) for p in ("50", "99")}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -298,7 +313,9 @@ def hey_fixed_rate(url: str, rate: float, duration: int) -> dict[str, float]:
         f"{rate / connections:.1f}",
         url,
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        pinned(command, "generator"), capture_output=True, text=True, check=True
+    ).stdout
     p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1e3  # type: ignore[union-attr]
     p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1e3  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -319,7 +336,7 @@ def _one_run(
     server: str, args: argparse.Namespace, dsn: str, work: Path, scripts: dict[str, Path]
 ) -> dict[str, Any]:
     d, w = args.duration, args.workers
-    result: dict[str, Any] = {"server": server}
+    result: dict[str, Any] = {"server": server, "before": check_quiet(f"{server} run")}
     hot_url = f"/api/handles/{HOT}"
 
     node = _node(server, w, dsn, work, "node", cache_max_entries="100000")
@@ -332,6 +349,8 @@ def _one_run(
         ceiling.stop()
         ceiling = None
         result["half"] = hey_fixed_rate(node.url + hot_url, result["hot"]["rps"] / 2, d)
+        if args.hot_and_cold:
+            return _cold(server, args, dsn, work, scripts, result)
         wrk(node.url, WARM_UP_LIMIT, scripts["zipf_warm"])
         before = _cache(node)
         result["zipf"] = wrk(node.url, d, scripts["zipf"])
@@ -360,7 +379,18 @@ def _one_run(
         node.stop()
         if ceiling is not None:
             ceiling.stop()
+    return _cold(server, args, dsn, work, scripts, result)
 
+
+def _cold(
+    server: str,
+    args: argparse.Namespace,
+    dsn: str,
+    work: Path,
+    scripts: dict[str, Path],
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    d, w = args.duration, args.workers
     cold = _node(server, w, dsn, work, "cold", cache_max_entries="0")
     lookup = _ceiling(server, w, "lookup_app", {"CEILING_DSN": dsn}, work)
     try:
@@ -368,6 +398,8 @@ def _one_run(
     finally:
         cold.stop()
         lookup.stop()
+    result["after"] = snapshot()
+    print(f"load average {result['before']['load']} -> {result['after']['load']}", flush=True)
     _print_run(result)
     return result
 
@@ -378,17 +410,13 @@ def _ratio(before: dict[str, float], after: dict[str, float]) -> float:
     return hits / answered if answered else 0.0
 
 
+SCENARIOS = ("hot", "hot_ceiling", "half", "cold", "cold_ceiling", "zipf", "notfound", "recursive")
+
+
 def _print_run(r: dict[str, Any]) -> None:
-    for name in (
-        "hot",
-        "hot_ceiling",
-        "half",
-        "cold",
-        "cold_ceiling",
-        "zipf",
-        "notfound",
-        "recursive",
-    ):
+    for name in SCENARIOS:
+        if name not in r:
+            continue
         m = r[name]
         hits = f"  hit ratio {m['hit_ratio']:.3f}" if "hit_ratio" in m else ""
         print(
@@ -407,18 +435,20 @@ def _summarise(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str
         def med(scenario: str, field: str, mine: list[dict[str, Any]] = mine) -> float:
             return statistics.median(r[scenario][field] for r in mine)
 
-        s = {name: {f: med(name, f) for f in ("rps", "p50_ms", "p99_ms")}
-             for name in ("hot", "hot_ceiling", "half", "cold", "cold_ceiling", "zipf", "notfound", "recursive")}  # fmt: skip
+        present = [n for n in SCENARIOS if all(n in r for r in mine)]
+        s = {name: {f: med(name, f) for f in ("rps", "p50_ms", "p99_ms")} for name in present}
         s["ratios"] = {
             "hot_vs_ceiling": s["hot"]["rps"] / s["hot_ceiling"]["rps"],
             "cold_vs_ceiling": s["cold"]["rps"] / s["cold_ceiling"]["rps"],
-            "zipf_vs_hot": s["zipf"]["rps"] / s["hot"]["rps"],
-            "recursive_vs_hot": s["recursive"]["rps"] / s["hot"]["rps"],
         }
-        s["zipf"]["hit_ratio"] = med("zipf", "hit_ratio")
-        s["recursive"]["hit_ratio"] = med("recursive", "hit_ratio")
-        s["notfound"]["store_lookups"] = med("notfound", "store_lookups")
-        s["notfound"]["requests"] = med("notfound", "requests")
+        if "zipf" in s:
+            s["ratios"]["zipf_vs_hot"] = s["zipf"]["rps"] / s["hot"]["rps"]
+            s["ratios"]["recursive_vs_hot"] = s["recursive"]["rps"] / s["hot"]["rps"]
+            s["zipf"]["hit_ratio"] = med("zipf", "hit_ratio")
+            s["recursive"]["hit_ratio"] = med("recursive", "hit_ratio")
+            s["notfound"]["store_lookups"] = med("notfound", "store_lookups")
+            s["notfound"]["requests"] = med("notfound", "requests")
+        s["busy_runs"] = sum(r["before"]["busy"] for r in mine)
         summary[server] = s
     _print_summary(summary, args)
     return summary
@@ -440,6 +470,9 @@ def _print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"  cold       {s['cold']['rps']:9,.0f} req/s   ceiling {s['cold_ceiling']['rps']:9,.0f}   ratio {r['cold_vs_ceiling']:.2f} (target >= 0.9)"
         )
+        print(f"  runs begun on a busy machine: {s['busy_runs']} (quote none of them)")
+        if "zipf" not in s:
+            continue
         print(
             f"  zipf       {s['zipf']['rps']:9,.0f} req/s   hit ratio {s['zipf']['hit_ratio']:.3f}   vs hot {r['zipf_vs_hot']:.2f} (targets >= 0.90, >= 0.6)"
         )
@@ -455,7 +488,7 @@ def _chart(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["hot", "hot_ceiling", "cold", "cold_ceiling", "zipf", "notfound", "recursive"]
+    names = [n for n in SCENARIOS if n != "half" and all(n in s for s in summary.values())]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / max(1, len(summary))
     for i, (server, s) in enumerate(summary.items()):
