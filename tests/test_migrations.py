@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from app.main import create_app
 from app.registry.history import record_at
 from app.settings import Settings
 from app.storage import history as history_repo
-from app.storage.models import HandleRow, NbiotPlatform
+from app.storage.models import HandleRow, NbiotPlatform, SnmsUser
 from gateways.nbiot.onenet import signature
 from tests.conftest import (
     OPERATOR_TOKEN,
@@ -116,35 +119,38 @@ async def _platform_tokens(url: str) -> list[str | None]:
     return tokens
 
 
-async def _configure_onenet(url: str, token: str) -> dict[str, Any]:
-    settings = Settings(database_url=url, admin_token=OPERATOR_TOKEN)
-    application = create_app(settings)
+@asynccontextmanager
+async def _node_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a node on the database at ``url`` (started in-process)."""
+    application = create_app(Settings(database_url=url, admin_token=OPERATOR_TOKEN))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            plant = await create_enterprise(http, "Sealed Plant")
-            key = await http.post(
-                f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-                json={"name": "nb"},
-                headers=bearer(plant),
-            )
-            put = await http.put(
-                f"/api/v1/enterprises/{plant['prefix']}/nbiot/onenet",
-                json={"provisionKey": key.json()["key"], "token": token},
-                headers=bearer(plant),
-            )
-            assert put.status_code == 200, put.text
+            yield http
+
+
+async def _configure_onenet(url: str, token: str) -> dict[str, Any]:
+    async with _node_client(url) as http:
+        plant = await create_enterprise(http, "Sealed Plant")
+        key = await http.post(
+            f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
+            json={"name": "nb"},
+            headers=bearer(plant),
+        )
+        put = await http.put(
+            f"/api/v1/enterprises/{plant['prefix']}/nbiot/onenet",
+            json={"provisionKey": key.json()["key"], "token": token},
+            headers=bearer(plant),
+        )
+        assert put.status_code == 200, put.text
     return plant
 
 
 async def _onenet_check(url: str, prefix: str, token: str) -> int:
     """The answer to a OneNET URL check signed with ``token``."""
-    application = create_app(Settings(database_url=url, admin_token=OPERATOR_TOKEN))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            query = {"msg": "hello", "nonce": "abc", "signature": signature(token, "abc", "hello")}
-            answer = await http.get(f"/api/v1/ingest/onenet/{prefix}", params=query)
+    async with _node_client(url) as http:
+        query = {"msg": "hello", "nonce": "abc", "signature": signature(token, "abc", "hello")}
+        answer = await http.get(f"/api/v1/ingest/onenet/{prefix}", params=query)
     return answer.status_code
 
 
@@ -176,6 +182,76 @@ def test_platform_tokens_are_sealed_at_rest_and_the_migration_reverses(
         assert token not in resealed
         assert asyncio.run(_onenet_check(url, plant["prefix"], token)) == 200
         assert asyncio.run(_onenet_check(url, plant["prefix"], "wrong")) == 403
+    finally:
+        if pg_name:
+            asyncio.run(_drop_pg_database(pg_name))
+
+
+SNMS_PASSWORD = "a long SNMS password"
+
+
+async def _snms_digests(url: str) -> list[str]:
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        digests = list((await conn.execute(select(SnmsUser.password_sha256))).scalars())
+    await engine.dispose()
+    return digests
+
+
+async def _make_snms_user(url: str, username: str) -> None:
+    async with _node_client(url) as http:
+        plant = await create_enterprise(http, "Sealed Dairy")
+        made = await http.post(
+            f"/api/v1/enterprises/{plant['prefix']}/users",
+            json={"username": username, "password": SNMS_PASSWORD},
+            headers=bearer(plant),
+        )
+        assert made.status_code == 201, made.text
+
+
+async def _hashed_login(url: str, username: str, password: str) -> int:
+    """The SNMS status of a /identity/token/v1 login with ``password``, hashed as clients do."""
+    day = (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%d")  # China's date
+    sent = hashlib.sha256((_sha256hex(password) + day).encode()).hexdigest()
+    async with _node_client(url) as http:
+        answer = await http.post(
+            "/identity/token/v1", json={"username": username, "password": sent}
+        )
+    return int(answer.json()["status"])
+
+
+def _sha256hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_snms_password_digests_are_sealed_at_rest_and_the_migration_reverses(
+    backend: str, tmp_path: Path
+) -> None:
+    """The SHA-256 the hashed SNMS login needs logs a user in as well as the password does:
+    stored sealed with the node key, opened again by the downgrade, sealed by the upgrade."""
+    pg_name = None
+    if backend == "postgresql":
+        pg_name = f"idnode_migration_{os.getpid()}_{secrets.token_hex(3)}"
+        url = asyncio.run(_create_pg_database(pg_name))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'sealed-snms.db'}"
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "head")
+        asyncio.run(_make_snms_user(url, "sealed-mes"))
+        [stored] = asyncio.run(_snms_digests(url))
+        assert stored.startswith("v1.")
+        assert _sha256hex(SNMS_PASSWORD) not in stored
+        assert asyncio.run(_hashed_login(url, "sealed-mes", SNMS_PASSWORD)) == 1
+
+        command.downgrade(config, "0011")  # plain hex again, as 0011 kept it
+        assert asyncio.run(_snms_digests(url)) == [_sha256hex(SNMS_PASSWORD)]
+        command.upgrade(config, "head")  # existing digests are sealed
+        [resealed] = asyncio.run(_snms_digests(url))
+        assert resealed.startswith("v1.")
+        assert resealed != stored  # a fresh nonce
+        assert asyncio.run(_hashed_login(url, "sealed-mes", SNMS_PASSWORD)) == 1
+        assert asyncio.run(_hashed_login(url, "sealed-mes", "not the password")) == -2
     finally:
         if pg_name:
             asyncio.run(_drop_pg_database(pg_name))

@@ -12,6 +12,7 @@ from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
 from app.registry.clock import as_utc
 from app.snms import accounts as service
 from app.storage.models import SnmsUser
+from app.vault import Vault
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["SNMS users"])
 
@@ -43,12 +44,16 @@ def _view(user: SnmsUser) -> dict[str, object]:
 
 @router.post("/{prefix}/users", status_code=201, response_model=User)
 async def create(
-    prefix: str, payload: UserCreate, principal: CallerDep, session: WriteSession
+    prefix: str, payload: UserCreate, principal: CallerDep, session: WriteSession, node: NodeDep
 ) -> dict[str, object]:
     """A login for an SNMS integration of the enterprise (its token or the operator's)."""
     owner_or_operator(principal, prefix)
     user = await service.create_user(
-        session, prefix, username=payload.username, password=payload.password
+        session,
+        prefix,
+        username=payload.username,
+        password=payload.password,
+        vault=Vault(node.settings.node_key_file),
     )
     return _view(user)
 

@@ -2,8 +2,10 @@
 
 A user logs in with its password in plain text (``/identity/token``) or as
 ``sha256hex(sha256hex(password) + "yyyy-MM-dd")`` (``/identity/token/v1``). The second form
-means the node must know ``sha256hex(password)``, so it is kept next to the salted scrypt
-hash the plain login checks. ``<prefix>/ADMIN`` logs in with the enterprise secret, whose
+means the node must know ``sha256hex(password)``, which is as good as the password for that
+login, so it is kept sealed with the node key (``app/vault.py``) next to the salted scrypt hash
+the plain login checks: a copy of the database without the key file logs nobody in.
+``<prefix>/ADMIN`` logs in with the enterprise secret, whose
 SHA-256 the node keeps anyway.
 """
 
@@ -35,6 +37,7 @@ from app.storage import enterprises as enterprise_repo
 from app.storage import snms as repo
 from app.storage.models import SnmsUser
 from app.throttle import AttemptLimiter
+from app.vault import Vault
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle, parse_prefix
 from resolver.text import problem
@@ -86,7 +89,7 @@ def salted_by_date(password_sha256: str, now: datetime) -> set[str]:
 
 
 async def create_user(
-    session: AsyncSession, prefix: str, *, username: str, password: str
+    session: AsyncSession, prefix: str, *, username: str, password: str, vault: Vault
 ) -> SnmsUser:
     enterprise_id = await _enterprise_of(session, prefix)
     _check_username(username)
@@ -97,7 +100,7 @@ async def create_user(
         enterprise_id=enterprise_id,
         username=username,
         password_hash=plain,
-        password_sha256=sha256hex(password),
+        password_sha256=vault.seal(sha256hex(password), belongs_to=sealed_under(username)),
         now=clock.now(),
     )
     if user is None:
@@ -165,11 +168,19 @@ def _check_password(password: str) -> None:
 # --- logging in, and the callers behind SNMS tokens ---
 
 
-async def login(session: AsyncSession, username: str, password: str, *, hashed: bool) -> str:
+def sealed_under(username: str) -> str:
+    """The row name a user's SHA-256 is sealed under (a sealed value moved to another user
+    does not open)."""
+    return f"snms_users/{username}"
+
+
+async def login(
+    session: AsyncSession, username: str, password: str, *, hashed: bool, vault: Vault
+) -> str:
     """A new token valid for 24 h, or :class:`LoginFailed` (the same for an unknown user and
     a wrong password)."""
     now = clock.now()
-    found = await _credentials(session, username)
+    found = await _credentials(session, username, vault)
     if found is None:
         raise LoginFailed(WRONG_PASSWORD)
     enterprise_id, user, sha256s = found
@@ -194,7 +205,7 @@ async def login(session: AsyncSession, username: str, password: str, *, hashed: 
 
 
 async def _credentials(
-    session: AsyncSession, username: str
+    session: AsyncSession, username: str, vault: Vault
 ) -> tuple[int, SnmsUser | None, list[str]] | None:
     """(enterprise, user or None for ADMIN, the SHA-256 hex of each password it may use)."""
     if username.upper().endswith("/" + ADMIN_SUFFIX):
@@ -209,7 +220,8 @@ async def _credentials(
     user = await repo.user(session, username)
     if user is None or user.disabled_at is not None:
         return None
-    return user.enterprise_id, user, [user.password_sha256]
+    known = vault.open(user.password_sha256, belongs_to=sealed_under(user.username))
+    return user.enterprise_id, user, [known]
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from app.auth import ANONYMOUS, Principal
 from app.errors import InvalidRequest
 from app.snms import accounts, identifiers, prefixes, templates
 from app.snms.envelope import SnmsRoute, answer
+from app.vault import Vault
 from resolver.identifier import parse_handle
 
 router = APIRouter(route_class=SnmsRoute, tags=["SNMS compatible"])
@@ -58,8 +59,10 @@ async def _login(request: Request, session: AsyncSession, body: Any, *, hashed: 
     if not isinstance(username, str) or not isinstance(password, str):
         raise InvalidRequest("缺少必要的请求参数: username, password")
     client = request.client.host if request.client else None
-    async with accounts.login_guard(current_node(request).attempts, username, client):
-        token = await accounts.login(session, username, password, hashed=hashed)
+    node = current_node(request)
+    vault = Vault(node.settings.node_key_file)
+    async with accounts.login_guard(node.attempts, username, client):
+        token = await accounts.login(session, username, password, hashed=hashed, vault=vault)
     return answer({"token": token})
 
 

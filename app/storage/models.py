@@ -360,7 +360,8 @@ class SnmsUser(Base):
     """A login an enterprise made for an integration written against the SNMS API.
 
     ``password_hash`` is a salted scrypt hash (``POST /identity/token``); ``password_sha256``
-    is the unsalted SHA-256 hex the hashed login (``/identity/token/v1``) needs to know.
+    is the SHA-256 hex the hashed login (``/identity/token/v1``) needs to know, sealed with
+    the node key (``app/vault.py``) since it is as good as the password for that login.
     """
 
     __tablename__ = "snms_users"
@@ -369,7 +370,7 @@ class SnmsUser(Base):
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
-    password_sha256: Mapped[str] = mapped_column(String(64))
+    password_sha256: Mapped[str] = mapped_column(String(256))  # sealed, see app/vault.py
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
