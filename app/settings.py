@@ -8,7 +8,7 @@ from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from resolver.errors import InvalidHandle
@@ -57,6 +57,18 @@ class Settings(BaseSettings):
         "IDNODE_DATA_DIR.",
     )
     database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    database_transaction_pooler: bool = Field(
+        False,
+        description="IDNODE_DATABASE_URL goes through a pooler in transaction mode (PgBouncer "
+        "pool_mode=transaction): the node then keeps no prepared statement past a "
+        "transaction and reads inside transactions, as such a pooler needs.",
+    )
+    database_listen_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of the cache listener's connection (LISTEN needs a session "
+        "of its own): PostgreSQL itself when IDNODE_DATABASE_URL goes through a pooler in "
+        "transaction mode. Default: IDNODE_DATABASE_URL.",
+    )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
@@ -404,22 +416,25 @@ class Settings(BaseSettings):
         """The time zone of the human-facing pages."""
         return ZoneInfo(self.timezone)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
-    def _async_driver(cls, value: str) -> str:
+    def _async_driver(cls, value: str | None, info: ValidationInfo) -> str | None:
         """The node's drivers are async: ``postgres://`` and ``postgresql://`` (what hosting
         panels hand out) mean asyncpg, ``sqlite://`` means aiosqlite."""
         if not value:
             return value  # the default, in IDNODE_DATA_DIR
+        name = f"IDNODE_{(info.field_name or '').upper()}"
         scheme, sep, rest = value.partition("://")
         if not sep:
-            raise ValueError(f"IDNODE_DATABASE_URL is not a URL: {value!r}")
+            raise ValueError(f"{name} is not a URL: {value!r}")
         driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme)
         if driver not in _ASYNC_DRIVERS.values():
             raise ValueError(
-                "IDNODE_DATABASE_URL must start with sqlite+aiosqlite:/// or "
+                f"{name} must start with sqlite+aiosqlite:/// or "
                 f"postgresql+asyncpg://, not {scheme}://"
             )
+        if name == "IDNODE_DATABASE_LISTEN_URL" and not driver.startswith("postgresql"):
+            raise ValueError(f"{name} is for PostgreSQL (LISTEN), not {scheme}://")
         return f"{driver}://{rest}"
 
     @field_validator("upstream_report_url")

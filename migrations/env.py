@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.settings import Settings
+from app.storage.database import postgres_connect_args
 from app.storage.models import Base
 
 config = context.config
@@ -40,7 +41,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_url())
+    url = _url()
+    # Through a pooler in transaction mode, as the node itself connects (see the module).
+    pooled = postgres_connect_args(Settings()) if url.startswith("postgresql") else {}
+    engine = create_async_engine(url, connect_args=pooled)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -139,3 +139,69 @@ def private_mosquitto(directory: Path) -> Iterator[PrivateMosquitto]:
         if broker.process is not None:
             broker.process.kill()
             broker.process.wait(timeout=20)
+
+
+class PrivatePgBouncer:
+    """PgBouncer in transaction pooling mode on a free loopback port, in front of the shared
+    PostgreSQL (127.0.0.1:5432), with ``server_connections`` server connections per database:
+    few, so that the client connections of a node take turns on them, as they do in front of
+    a busy database. Like PostgreSQL, PgBouncer will not run as root: it runs as ``postgres``.
+    """
+
+    def __init__(self, directory: Path, server_connections: int = 2) -> None:
+        self.port = free_port()
+        self.directory = directory
+        (directory / "users.txt").write_text('"postgres" ""\n')
+        (directory / "pgbouncer.ini").write_text(
+            "[databases]\n* = host=127.0.0.1 port=5432\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {directory}\n"
+            f"auth_type = trust\nauth_file = {directory / 'users.txt'}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {server_connections}\nreserve_pool_size = 0\n"
+            "max_client_conn = 500\nignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {directory / 'pgbouncer.log'}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [*as_user, "pgbouncer", str(self.directory / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not _port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.directory / "pgbouncer.log"
+                raise AssertionError(
+                    f"pgbouncer did not start:\n{log.read_text() if log.exists() else ''}"
+                )
+            time.sleep(0.05)
+
+
+@contextmanager
+def private_pgbouncer(server_connections: int = 2) -> Iterator[PrivatePgBouncer]:
+    """A started PgBouncer (transaction mode), stopped and deleted afterwards."""
+    if shutil.which("pgbouncer") is None:
+        _skip_or_fail("pgbouncer is not installed (apt-get install pgbouncer)")
+    directory = Path(tempfile.mkdtemp(prefix="idnode-pgbouncer-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    bouncer = PrivatePgBouncer(directory, server_connections)
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        if bouncer.process is not None:
+            bouncer.process.terminate()
+            try:
+                bouncer.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                bouncer.process.kill()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -62,6 +62,7 @@ class Database:
                 pool_pre_ping=True,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
+                connect_args=postgres_connect_args(settings),
             )
             self.write_engine = self.engine
         self._settings = settings
@@ -115,7 +116,13 @@ class Database:
     @property
     def asyncpg_dsn(self) -> str:
         """asyncpg's own DSN for the database (no SQLAlchemy driver suffix)."""
-        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        return _asyncpg_dsn(self.url)
+
+    @property
+    def listen_dsn(self) -> str:
+        """asyncpg's DSN for the cache listener: IDNODE_DATABASE_LISTEN_URL, else the
+        database's (LISTEN needs a session, which a transaction pooler does not keep)."""
+        return _asyncpg_dsn(self._settings.database_listen_url or self.url)
 
     async def store(self) -> Store:
         """The resolver's store: raw asyncpg on PostgreSQL (opened here), SQLAlchemy on SQLite."""
@@ -128,8 +135,10 @@ class Database:
                     min_size=1,
                     max_size=self._settings.database_pool_size,
                     reset=_no_reset,
+                    **_statement_cache(self._settings),
                 )
-        return PostgresStore(self._pool, self.outages)
+        pooled = self._settings.database_transaction_pooler
+        return PostgresStore(self._pool, self.outages, in_transaction=pooled)
 
     def pool_use(self) -> tuple[int, int]:
         """Connections checked out and the pool sizes, over this process's pools (the
@@ -152,6 +161,28 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+
+
+def postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's arguments for SQLAlchemy's engines.
+
+    Behind a pooler in transaction mode (PgBouncer before 1.21 has no prepared statements
+    there) consecutive transactions of one client connection may run on different server
+    connections, and a named prepared statement made in one is missing, or taken, in the
+    next. The node then uses unnamed statements only (asyncpg's, when its statement cache is
+    off) and lets SQLAlchemy cache none; each lives within the transaction that made it.
+    """
+    if not settings.database_transaction_pooler:
+        return {}
+    return {**_statement_cache(settings), "prepared_statement_cache_size": 0}
+
+
+def _statement_cache(settings: Settings) -> dict[str, Any]:
+    return {"statement_cache_size": 0} if settings.database_transaction_pooler else {}
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def check_usable(database_url: str) -> None:

@@ -72,21 +72,28 @@ class PostgresStore:
         ConnectionError,
     )
 
-    def __init__(self, pool: asyncpg.Pool, outages: Outages) -> None:
+    def __init__(self, pool: asyncpg.Pool, outages: Outages, *, in_transaction: bool = False):
         self._pool = pool
         self._outages = outages
+        # Behind a transaction pooler an unnamed statement's parse and execute must share a
+        # transaction, or they may reach different server connections.
+        self._read = self._read_in_transaction if in_transaction else self._pool.fetchval
 
     async def fetch(self, handle: str) -> Record | None:
         with self._outages.guard():
             try:
-                stored = await self._pool.fetchval(self._FETCH, handle)
+                stored = await self._read(self._FETCH, handle)
             except self._CONNECTION_LOST:
                 await self._pool.expire_connections()
-                stored = await self._pool.fetchval(self._FETCH, handle)
+                stored = await self._read(self._FETCH, handle)
         self._outages.answered()
         if stored is None:
             return None
         return Record(handle, values_from_stored(orjson.loads(stored)))
+
+    async def _read_in_transaction(self, query: str, handle: str) -> Any:
+        async with self._pool.acquire() as connection, connection.transaction(readonly=True):
+            return await connection.fetchval(query, handle)
 
 
 async def lock(session: AsyncSession, handle: str) -> list[dict[str, Any]] | None:
