@@ -43,6 +43,10 @@ import aiomqtt
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests.machine import check_quiet, generator_core, pinned, snapshot  # noqa: E402
+
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "loadtests" / "results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -254,7 +258,10 @@ def start_gateway(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     )
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(BIN / "idnode"), "gateway"], env=env, stdout=out, stderr=subprocess.STDOUT
+            pinned([str(BIN / "idnode"), "gateway"], "server"),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30
     while "gateways.mqtt.connected" not in log.read_text():
@@ -274,6 +281,7 @@ def stop_gateway(process: subprocess.Popen[bytes], log: Path) -> dict[str, int]:
 
 
 async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    before = check_quiet("gateway run")
     url = await fresh_database("idnode_bench_gateway")
     subprocess.run(
         [str(BIN / "idnode"), "migrate"],
@@ -316,6 +324,8 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "rows_show_last_heartbeat": beats["rows_with_last"] == args.devices,
     }
     return {
+        "before": before,
+        "after": snapshot(),
         "ceiling": ceiling_rate,
         "registrations": registered,
         "heartbeats": beats,
@@ -334,6 +344,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64, help="registrations in flight each")
     parser.add_argument("--ceiling-messages", type=int, default=30_000)
     args = parser.parse_args()
+    generator_core(os.getpid())  # the simulator; the gateway runs on the other core
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.runs):
@@ -343,7 +354,8 @@ def main() -> None:
                 f"run {n + 1}: ceiling {result['ceiling']:.0f}/s, "
                 f"registrations {result['registrations']['rate']:.0f}/s "
                 f"(p99 {result['registrations']['p99_ms']:.0f} ms), "
-                f"heartbeats {result['heartbeats']['rate']:.0f}/s, checks {result['checks']}",
+                f"heartbeats {result['heartbeats']['rate']:.0f}/s, checks {result['checks']}, "
+                f"load {result['before']['load']} -> {result['after']['load']}",
                 flush=True,
             )
     median = {
@@ -364,6 +376,8 @@ def main() -> None:
         f"  {median['heartbeats'] / median['ceiling']:.2f}x ceiling"
     )
     print(f"  all checks passed: {all(all(r['checks'].values()) for r in runs)}")
+    busy = sum(r["before"]["busy"] for r in runs)
+    print(f"  runs begun on a busy machine: {busy} (quote none of them)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"gateway-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps({"args": vars(args), "runs": runs, "median": median}, indent=2))

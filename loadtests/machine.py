@@ -47,6 +47,12 @@ def pinned(command: list[str], role: str) -> list[str]:
     return ["taskset", "--cpu-list", str(core), *command]
 
 
+def generator_core(pid: int) -> None:
+    """Move process ``pid`` (a benchmark that generates load itself) to the generator's core."""
+    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(pid, {1})
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by process ``pid`` and all its descendants (a
     server's workers), from /proc; 0.0 where /proc is not available."""
