@@ -48,6 +48,7 @@ from app.registry.scans import ScanRecorder
 from app.reporting.runner import Reporting, reporting
 from app.settings import Settings
 from app.snms.endpoints import router as snms_router
+from app.state import NodeState
 from app.storage.database import Database
 from app.storage.invalidation import PostgresListener, SqliteWatcher
 from app.supervisor import Supervisor
@@ -79,8 +80,20 @@ class NodeApp(FastAPI):
     lean: FastResolve | None = None
     request_ids: logs.RequestIds
     bodies: BodyGuard
+    running: NodeState | None = None  # what the lifespan yielded, while it runs
+
+    def publish(self, state: NodeState) -> None:
+        """Make the lifespan's state reachable from the app too (``app.state.node``...), for
+        code that holds the app rather than a request (tests, the dashboard's sampler)."""
+        self.running = state
+        for key, value in state.items():
+            setattr(self.state, key, value)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "state" not in scope and self.running is not None:
+            # A client without the lifespan-state extension (httpx's ASGITransport):
+            # give the request what a server would have copied into its scope.
+            scope["state"] = dict(self.running)
         if self.lean is not None and await self.lean(scope, send):
             return
         await logs.RequestIdMiddleware(self.bodies, self.request_ids)(scope, receive, send)
@@ -89,12 +102,12 @@ class NodeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> NodeApp:
     """The node's ASGI app. Nothing is connected until the lifespan starts."""
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[NodeState]:
         logs.configure(settings.log_format, settings.log_level)
         database = Database(settings)
         async with database.write_session() as session:
@@ -116,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
             contextlib.aclosing(native),
         ):
-            app.state.node = Node(
+            node = Node(
                 settings=settings,
                 database=database,
                 resolver=Resolver(
@@ -137,27 +150,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     per_credential=settings.auth_failures_per_credential,
                 ),
             )
-            app.state.dashboard = _dashboard(app, settings)
-            app.state.supervisor = tasks = Supervisor(max_backoff=settings.task_max_backoff)
+            dashboard = _dashboard(app, settings)
+            tasks = Supervisor(max_backoff=settings.task_max_backoff)
             sync = tasks.start("cache-invalidation", lambda: _cache_sync(database, cache))
             try:
-                with app.state.dashboard.errors.installed(*SERVER_LOGGERS):
+                with dashboard.errors.installed(*SERVER_LOGGERS):
                     async with (
                         device_gateway(settings, database, cache, tasks) as gateway,
                         nbiot_ingest(settings, database, cache, tasks) as ingest,
                         reporting(settings, database, cache, tasks) as reports,
+                        scan_recording(node.scans, tasks),
+                        metrics_pump(settings, node, tasks, gateway, ingest, reports) as pump,
+                        handle_door(node),
                     ):
-                        app.state.gateway = gateway
-                        app.state.nbiot = ingest
-                        app.state.reporting = reports
-                        async with (
-                            scan_recording(app.state.node.scans, tasks),
-                            metrics_pump(app, settings, gateway, ingest, reports),
-                            handle_door(app.state.node),
-                        ):
-                            yield
+                        state = NodeState(
+                            node=node,
+                            dashboard=dashboard,
+                            supervisor=tasks,
+                            gateway=gateway,
+                            nbiot=ingest,
+                            reporting=reports,
+                            metrics_pump=pump,
+                        )
+                        app.publish(state)
+                        yield state
             finally:
-                await app.state.dashboard.sampler.stop()
+                await dashboard.sampler.stop()
                 await sync.stop()
                 await database.dispose()
 
@@ -178,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed=[batches.BATCH_PATH],
     )
     if settings.lean_resolve:
-        app.lean = FastResolve(app.state, app.request_ids)
+        app.lean = FastResolve(app.request_ids)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(grants.router)
@@ -261,27 +279,27 @@ async def handle_door(node: Node) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def metrics_pump(
-    app: FastAPI,
     settings: Settings,
+    node: Node,
+    tasks: Supervisor,
     gateway: MqttGateway | None,
     ingest: IngestQueue,
     reports: Reporting,
-) -> AsyncIterator[None]:
-    """The task moving this process's counts into the Prometheus metrics (when on)."""
+) -> AsyncIterator[MetricsPump | None]:
+    """The task moving this process's counts into the Prometheus metrics (None when off)."""
     if not settings.metrics:
-        yield
+        yield None
         return
     sources = Sources(
-        app.state.node.database,
-        app.state.node,
+        node.database,
+        node,
         mqtt=lambda: gateway.counters if gateway is not None else None,
         nbiot=lambda: ingest,
         delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
     )
     try:
-        async with _pumping(settings, sources, app.state.supervisor) as pump:
-            app.state.metrics_pump = pump
-            yield
+        async with _pumping(settings, sources, tasks) as pump:
+            yield pump
     finally:
         monitoring.stopped()
 
@@ -333,9 +351,9 @@ async def nbiot_ingest(
         await queue.close()
 
 
-def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:
+def _dashboard(app: NodeApp, settings: Settings) -> Dashboard:
     def current_registry() -> CollectorRegistry:
-        pump = getattr(app.state, "metrics_pump", None)
+        pump = app.running["metrics_pump"] if app.running is not None else None
         if pump is not None:
             pump.flush()  # as GET /metrics does: this process's latest counts
         return metrics.registry()
