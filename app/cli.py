@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import migrations
-from app import logs
+from app import logs, ports
 from app.csv_import import ImportSummary, UnreadableCsv, count_rows, encoding_of, import_csv
 from app.errors import DatabaseUnusable, NodeError
 from app.main import MetricsPortTaken, device_gateway, gateway_metrics
@@ -35,8 +34,6 @@ from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings
 from app.storage.database import Database, check_usable, unusable
 from app.supervisor import Supervisor
-from gateways.handle import PortTaken as HandlePortTaken
-from gateways.handle import check_free
 from resolver.errors import IdnodeError
 from resolver.handle_protocol.bodies import Query
 from resolver.handle_protocol.client import (
@@ -209,8 +206,8 @@ def _free_handle_port(host: str, port: int) -> int:
     if port == 0:
         return 0
     try:
-        check_free(host, port)
-    except HandlePortTaken as exc:
+        ports.probe(host, port, ports.TCP_AND_UDP)
+    except ports.PortTaken as exc:
         click.echo(
             f"idnode: Handle protocol port {exc} (another node?); native listener off. "
             "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off",
@@ -223,23 +220,16 @@ def _free_handle_port(host: str, port: int) -> int:
 def _refuse_taken_port(host: str, port: int) -> None:
     """Stop before anything starts when the address is taken. granian binds with
     SO_REUSEPORT, so a second node would otherwise share the port with the first and split
-    the requests between two databases; uvicorn would fail only after printing "serving".
-    The probe binds without SO_REUSEPORT, so any listener already there refuses it."""
+    the requests between two databases; uvicorn would fail only after printing "serving"."""
     try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot serve on {host}:{port}: {exc.strerror} (another idnode or server "
-                "listens there? stop it, or choose another port with --port or IDNODE_PORT)"
-            ) from exc
+        ports.probe(host, port)
+    except ports.UnknownHost as exc:
+        raise click.ClickException(f"cannot serve on {exc}") from exc
+    except ports.PortTaken as exc:
+        raise click.ClickException(
+            f"cannot serve on {exc} (another idnode or server "
+            "listens there? stop it, or choose another port with --port or IDNODE_PORT)"
+        ) from exc
 
 
 @contextlib.contextmanager
