@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +11,11 @@ from contextlib import asynccontextmanager
 import httpx
 import jinja2
 from fastapi import Depends, FastAPI
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from app import logs, metrics, monitoring
+from app import logs, metrics
 from app.api import (
     batches,
     contract,
@@ -40,26 +39,26 @@ from app.api.deps import plain_parameters
 from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.i18n import Languages
-from app.monitoring import MetricsPump, Sources
 from app.node import Node
 from app.registry import catalog
 from app.registry.recalls import RecallingStore
 from app.registry.scans import ScanRecorder
-from app.reporting.runner import Reporting, reporting
+from app.reporting.runner import reporting
+from app.resources import (
+    cache_sync,
+    device_gateway,
+    handle_door,
+    metrics_pump,
+    nbiot_ingest,
+    scan_recording,
+)
 from app.settings import Settings
 from app.snms.endpoints import router as snms_router
+from app.state import NodeState
 from app.storage.database import Database
-from app.storage.invalidation import PostgresListener, SqliteWatcher
 from app.supervisor import Supervisor
 from app.throttle import AttemptLimiter
 from gateways import nbiot
-from gateways.devices import DeviceService
-from gateways.handle import PortTaken as HandlePortTaken
-from gateways.handle import native_listener
-from gateways.lorawan import ChirpStackEvents
-from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
-from gateways.mqtt.broker import HOST as EMBEDDED_HOST
-from gateways.nbiot import IngestQueue
 from resolver.cache import ResolverCache
 from resolver.engine import Resolver
 from resolver.handle_protocol.remote import HandleProtocolRemote, Remotes
@@ -79,8 +78,20 @@ class NodeApp(FastAPI):
     lean: FastResolve | None = None
     request_ids: logs.RequestIds
     bodies: BodyGuard
+    running: NodeState | None = None  # what the lifespan yielded, while it runs
+
+    def publish(self, state: NodeState) -> None:
+        """Make the lifespan's state reachable from the app too (``app.state.node``...), for
+        code that holds the app rather than a request (tests, the dashboard's sampler)."""
+        self.running = state
+        for key, value in state.items():
+            setattr(self.state, key, value)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "state" not in scope and self.running is not None:
+            # A client without the lifespan-state extension (httpx's ASGITransport):
+            # give the request what a server would have copied into its scope.
+            scope["state"] = dict(self.running)
         if self.lean is not None and await self.lean(scope, send):
             return
         await logs.RequestIdMiddleware(self.bodies, self.request_ids)(scope, receive, send)
@@ -89,12 +100,12 @@ class NodeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> NodeApp:
     """The node's ASGI app. Nothing is connected until the lifespan starts."""
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[NodeState]:
         logs.configure(settings.log_format, settings.log_level)
         database = Database(settings)
         async with database.write_session() as session:
@@ -116,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
             contextlib.aclosing(native),
         ):
-            app.state.node = Node(
+            node = Node(
                 settings=settings,
                 database=database,
                 resolver=Resolver(
@@ -137,27 +148,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     per_credential=settings.auth_failures_per_credential,
                 ),
             )
-            app.state.dashboard = _dashboard(app, settings)
-            app.state.supervisor = tasks = Supervisor(max_backoff=settings.task_max_backoff)
-            sync = tasks.start("cache-invalidation", lambda: _cache_sync(database, cache))
+            dashboard = _dashboard(app, settings)
+            tasks = Supervisor(max_backoff=settings.task_max_backoff)
+            sync = tasks.start("cache-invalidation", lambda: cache_sync(database, cache))
             try:
-                with app.state.dashboard.errors.installed(*SERVER_LOGGERS):
+                with dashboard.errors.installed(*SERVER_LOGGERS):
                     async with (
                         device_gateway(settings, database, cache, tasks) as gateway,
                         nbiot_ingest(settings, database, cache, tasks) as ingest,
                         reporting(settings, database, cache, tasks) as reports,
+                        scan_recording(node.scans, tasks),
+                        metrics_pump(settings, node, tasks, gateway, ingest, reports) as pump,
+                        handle_door(node),
                     ):
-                        app.state.gateway = gateway
-                        app.state.nbiot = ingest
-                        app.state.reporting = reports
-                        async with (
-                            scan_recording(app.state.node.scans, tasks),
-                            metrics_pump(app, settings, gateway, ingest, reports),
-                            handle_door(app.state.node),
-                        ):
-                            yield
+                        state = NodeState(
+                            node=node,
+                            dashboard=dashboard,
+                            supervisor=tasks,
+                            gateway=gateway,
+                            nbiot=ingest,
+                            reporting=reports,
+                            metrics_pump=pump,
+                        )
+                        app.publish(state)
+                        yield state
             finally:
-                await app.state.dashboard.sampler.stop()
+                await dashboard.sampler.stop()
                 await sync.stop()
                 await database.dispose()
 
@@ -178,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streamed=[batches.BATCH_PATH],
     )
     if settings.lean_resolve:
-        app.lean = FastResolve(app.state, app.request_ids)
+        app.lean = FastResolve(app.request_ids)
     app.include_router(handles.router)
     app.include_router(enterprises.router)
     app.include_router(grants.router)
@@ -201,141 +217,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-@asynccontextmanager
-async def device_gateway(
-    settings: Settings, database: Database, cache: ResolverCache | None, tasks: Supervisor
-) -> AsyncIterator[MqttGateway | None]:
-    """The MQTT device gateway's tasks under ``tasks``, when a broker is configured:
-    IDNODE_MQTT_URL, or the embedded broker (``idnode serve``). Yields None when there is
-    none."""
-    broker = None
-    if settings.mqtt_url:
-        address = BrokerAddress.parse(settings.mqtt_url)
-    elif settings.embedded_broker:
-        broker = EmbeddedBroker(settings.embedded_broker_port)
-        try:
-            await broker.start()
-        except PortTaken as exc:
-            _say(
-                f"idnode: MQTT port {exc} (another broker?); device gateway off. "
-                "Set IDNODE_MQTT_URL=mqtt://127.0.0.1:1883 to use that broker, or "
-                "IDNODE_EMBEDDED_BROKER_PORT for another port"
-            )
-            yield None
-            return
-        _say(f"idnode: embedded MQTT broker on mqtt://127.0.0.1:{broker.port} (device gateway)")
-        address = BrokerAddress(EMBEDDED_HOST, broker.port, mqtt5=False)
-    else:
-        yield None
-        return
-    service = DeviceService(database, settings, cache)
-    gateway = MqttGateway(service, settings, address)
-    chirpstack = ChirpStackEvents(
-        service, gateway.heartbeats, gateway.counters, max_payload=settings.mqtt_max_payload
-    )
-    gateway.attach(settings.chirpstack_topic, chirpstack.handle)
-    running = [tasks.start(name, loop) for name, loop in gateway.loops().items()]
-    try:
-        yield gateway
-    finally:
-        for supervised in reversed(running):  # the connection first: no message half-served
-            await supervised.stop()
-        if broker is not None:
-            await broker.stop()
-
-
-@asynccontextmanager
-async def handle_door(node: Node) -> AsyncIterator[None]:
-    """The Handle protocol listener (TCP and UDP) when IDNODE_HANDLE_HOST is set; a port that
-    is taken leaves the node serving HTTP, with a line saying which setting to change."""
-    try:
-        async with native_listener(node):
-            yield
-    except HandlePortTaken as exc:
-        _say(
-            f"idnode: Handle protocol port {exc} (another node?); native listener off. "
-            "Set IDNODE_HANDLE_PORT (or --handle-port) to another port, 0 to turn it off"
-        )
-        yield
-
-
-@asynccontextmanager
-async def metrics_pump(
-    app: FastAPI,
-    settings: Settings,
-    gateway: MqttGateway | None,
-    ingest: IngestQueue,
-    reports: Reporting,
-) -> AsyncIterator[None]:
-    """The task moving this process's counts into the Prometheus metrics (when on)."""
-    if not settings.metrics:
-        yield
-        return
-    sources = Sources(
-        app.state.node.database,
-        app.state.node,
-        mqtt=lambda: gateway.counters if gateway is not None else None,
-        nbiot=lambda: ingest,
-        delivery_errors=lambda: reports.reporter.errors if reports.reporter else 0,
-    )
-    try:
-        async with _pumping(settings, sources, app.state.supervisor) as pump:
-            app.state.metrics_pump = pump
-            yield
-    finally:
-        monitoring.stopped()
-
-
-@asynccontextmanager
-async def _pumping(
-    settings: Settings, sources: Sources, tasks: Supervisor
-) -> AsyncIterator[MetricsPump]:
-    """A :class:`MetricsPump` running as a task; its last counts flushed when it stops."""
-    pump = MetricsPump(
-        sources, interval=settings.metrics_interval, census_interval=settings.census_interval
-    )
-    running = tasks.start("monitoring.metrics", pump.run)
-    try:
-        yield pump
-    finally:
-        await running.stop()
-        pump.flush()
-
-
-@asynccontextmanager
-async def scan_recording(recorder: ScanRecorder, tasks: Supervisor) -> AsyncIterator[None]:
-    """The task writing page scans in batches; what is pending is written when it stops."""
-    running = tasks.start("app.scans", recorder.run)
-    try:
-        yield
-    finally:
-        await running.stop()
-        await recorder.flush()
-
-
-@asynccontextmanager
-async def nbiot_ingest(
-    settings: Settings, database: Database, cache: ResolverCache | None, tasks: Supervisor
-) -> AsyncIterator[IngestQueue]:
-    """The worker applying OneNET/CTWing pushes that the ingest endpoints queued (in the
-    database: what it has not applied when it stops is applied by the next one)."""
-    queue = IngestQueue(
-        database,
-        DeviceService(database, settings, cache),
-        limit=settings.nbiot_queue_limit,
-        poll_interval=settings.nbiot_poll_interval,
-    )
-    running = tasks.start("gateways.nbiot", queue.run)
-    try:
-        yield queue
-    finally:
-        await running.stop()
-        await queue.close()
-
-
-def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:
+def _dashboard(app: NodeApp, settings: Settings) -> Dashboard:
     def current_registry() -> CollectorRegistry:
-        pump = getattr(app.state, "metrics_pump", None)
+        pump = app.running["metrics_pump"] if app.running is not None else None
         if pump is not None:
             pump.flush()  # as GET /metrics does: this process's latest counts
         return metrics.registry()
@@ -351,55 +235,7 @@ def _dashboard(app: FastAPI, settings: Settings) -> Dashboard:
     )
 
 
-class MetricsPortTaken(Exception):
-    """The gateway's metrics port cannot be listened on."""
-
-
-@asynccontextmanager
-async def gateway_metrics(
-    settings: Settings, database: Database, gateway: MqttGateway | None, tasks: Supervisor
-) -> AsyncIterator[None]:
-    """``idnode gateway``'s own ``GET /metrics`` on IDNODE_GATEWAY_METRICS_PORT: the MQTT
-    messages and registrations of this process, which no node process sees."""
-    port = settings.gateway_metrics_port
-    if port is None or not settings.metrics:
-        yield
-        return
-    sources = Sources(
-        database,
-        None,
-        mqtt=lambda: gateway.counters if gateway is not None else None,
-        nbiot=lambda: None,
-        delivery_errors=lambda: 0,
-    )
-    try:
-        server, _thread = start_http_server(
-            port, settings.gateway_metrics_host, registry=metrics.registry()
-        )
-    except OSError as exc:
-        raise MetricsPortTaken(
-            f"cannot serve metrics on {settings.gateway_metrics_host}:{port}: {exc.strerror}"
-        ) from exc
-    try:
-        async with _pumping(settings, sources, tasks):
-            yield
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _pages(languages: Languages) -> jinja2.Environment:
     pages = jinja2.Environment(loader=jinja2.PackageLoader("app", "templates"), autoescape=True)
     languages.install(pages)
     return pages
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-async def _cache_sync(database: Database, cache: ResolverCache) -> None:
-    if database.is_sqlite:
-        await SqliteWatcher(database.sqlite_path, cache).run()
-    else:
-        await PostgresListener(database.listen_dsn, cache).run()

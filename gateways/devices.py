@@ -15,8 +15,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import InvalidRequest, NodeError, ServiceUnavailable
-from app.registry import devices, hardware, liveness, lorawan, nbiot, provisioning
+from app.errors import InvalidRequest, ServiceUnavailable
+from app.registry import devices, liveness, lorawan, nbiot, provisioning
 from app.registry.devices import Registered, Registration
 from app.registry.liveness import Heartbeat, HeartbeatOutcome, Liveness
 from app.registry.nbiot import PlatformAccount
@@ -43,14 +43,6 @@ class Request:
     secret: str
     registration: Registration
 
-    @property
-    def sort_key(self) -> tuple[str, str, str]:
-        kind, raw = self.registration.hardware_id_type, self.registration.hardware_id
-        try:
-            return (self.prefix, kind, hardware.normalise(kind, raw))
-        except NodeError:
-            return (self.prefix, str(kind), str(raw))
-
 
 @dataclass(frozen=True)
 class Refused:
@@ -58,6 +50,21 @@ class Refused:
 
     hardware_id: object
     error: Exception
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A device whose checks passed: where its result goes, who registers it, its plan."""
+
+    index: int
+    principal: Principal
+    plan: devices.Plan
+
+    @property
+    def order(self) -> tuple[str, str, str]:
+        """Devices are written in this order (prefix, kind, normalised hardware id), so two
+        gateway processes registering overlapping batches lock rows in the same order."""
+        return (self.plan.handle.prefix, self.plan.kind, self.plan.canonical)
 
 
 class DeviceService:
@@ -85,7 +92,7 @@ class DeviceService:
         if self._cache is not None:
             evict_touched(session, self._cache)
 
-    async def _register(
+    async def _register_one(
         self, session: AsyncSession, principal: Principal, prefix: str, registration: Registration
     ) -> Registered:
         return await devices.register_device(
@@ -97,63 +104,115 @@ class DeviceService:
             liveness=self.liveness,
         )
 
-    async def register_each(self, requests: Sequence[Request]) -> list[Registered | Refused]:
-        """Register many devices, each with its own credentials, in one transaction (one
-        commit for the lot); a refused device does not keep the others from registering.
+    async def register_devices(self, requests: Sequence[Request]) -> list[Registered | Refused]:
+        """Devices each registering with their own credentials (the MQTT ``register``
+        messages waiting together), in one transaction: one commit for the lot; a refused
+        device, credentials included, does not keep the others from registering."""
+        return await self._register(requests, batch=False)
 
-        Every check runs before a device's writes, so the writes need no savepoint each; if
-        a write is refused all the same, the batch is redone with a savepoint per device.
-        Devices are written in hardware-id order, so two gateway processes registering
-        overlapping batches lock rows in the same order and cannot deadlock."""
-        try:
-            return await self._register_each(requests, careful=False)
-        except _WriteRefused:
-            return await self._register_each(requests, careful=True)
-
-    async def _register_each(
-        self, requests: Sequence[Request], *, careful: bool
+    async def register_batch(
+        self, prefix: str, registrations: Sequence[Registration], *, key: str, secret: str
     ) -> list[Registered | Refused]:
-        order = sorted(range(len(requests)), key=lambda i: requests[i].sort_key)
+        """A gateway's batch: up to ``MAX_BATCH`` devices under one set of credentials, in
+        one transaction, one result each. Wrong credentials refuse the whole batch (raised);
+        a device that is refused does not keep the others from registering."""
+        if len(registrations) > MAX_BATCH:
+            raise InvalidRequest(
+                f"at most {MAX_BATCH} devices per message, not {len(registrations)}"
+            )
+        requests = [Request(prefix, key, secret, registration) for registration in registrations]
+        return await self._register(requests, batch=True)
+
+    async def _register(
+        self, requests: Sequence[Request], *, batch: bool
+    ) -> list[Registered | Refused]:
+        """Every check runs before a device's writes, so the writes need no savepoint each; if
+        a write is refused all the same, the lot is redone with a savepoint per device."""
+        try:
+            return await self._write(requests, batch=batch, careful=False)
+        except _WriteRefused:
+            return await self._write(requests, batch=batch, careful=True)
+
+    async def _write(
+        self, requests: Sequence[Request], *, batch: bool, careful: bool
+    ) -> list[Registered | Refused]:
         results: dict[int, Registered | Refused] = {}
-        principals: dict[tuple[str, str, str], Principal | Exception] = {}
-        planned: list[tuple[int, Principal, devices.Plan]] = []
         async with self._transaction() as session:
-            for i in order:
-                request = requests[i]
+            planned = await self._plan(session, requests, results, batch=batch)
+            planned.sort(key=lambda p: p.order)
+            if careful:
+                for p in planned:
+                    results[p.index] = await self._apply_alone(session, p)
+            else:
                 try:
-                    principal = await self._principal(session, principals, request)
-                    if careful:
-                        async with session.begin_nested():
-                            results[i] = await self._register(
-                                session, principal, request.prefix, request.registration
-                            )
-                        continue
-                    plan = await devices.plan_registration(
+                    written = await devices.apply_registrations(
                         session,
-                        principal,
-                        request.prefix,
-                        request.registration,
+                        [(p.principal, p.plan) for p in planned],
                         node_prefix=self._node_prefix,
+                        liveness=self.liveness,
                     )
                 except ServiceUnavailable:
-                    raise  # not this device's fault: the batch fails, the devices retry
+                    raise
                 except IdnodeError as exc:
-                    results[i] = Refused(request.registration.hardware_id, exc)
-                    continue
-                planned.append((i, principal, plan))
+                    raise _WriteRefused from exc  # rolls the lot back
+                results.update(
+                    (p.index, result) for p, result in zip(planned, written, strict=True)
+                )
+        return [results[i] for i in range(len(requests))]
+
+    async def _plan(
+        self,
+        session: AsyncSession,
+        requests: Sequence[Request],
+        refused: dict[int, Registered | Refused],
+        *,
+        batch: bool,
+    ) -> list[_Planned]:
+        """Authenticate (once per set of credentials) and check each device; what is refused
+        goes into ``refused``. In a batch, a credentials error is raised for the whole."""
+        principals: dict[tuple[str, str, str], Principal | Exception] = {}
+        planned = []
+        for i, request in enumerate(requests):
             try:
-                written = await devices.apply_registrations(
+                principal = await self._principal(session, principals, request)
+            except ServiceUnavailable:
+                raise  # not this device's fault: the lot fails, the devices retry
+            except IdnodeError as exc:
+                if batch:
+                    raise  # bad credentials refuse the whole message, not each device
+                refused[i] = Refused(request.registration.hardware_id, exc)
+                continue
+            try:
+                plan = await devices.plan_registration(
                     session,
-                    [(principal, plan) for _, principal, plan in planned],
+                    principal,
+                    request.prefix,
+                    request.registration,
                     node_prefix=self._node_prefix,
-                    liveness=self.liveness,
                 )
             except ServiceUnavailable:
                 raise
             except IdnodeError as exc:
-                raise _WriteRefused from exc  # rolls the batch back
-            results.update((i, result) for (i, _, _), result in zip(planned, written, strict=True))
-        return [results[i] for i in range(len(requests))]
+                refused[i] = Refused(request.registration.hardware_id, exc)
+                continue
+            planned.append(_Planned(i, principal, plan))
+        return planned
+
+    async def _apply_alone(self, session: AsyncSession, planned: _Planned) -> Registered | Refused:
+        """One device's writes under a savepoint: a refused write undoes only its own."""
+        try:
+            async with session.begin_nested():
+                return await devices.apply_registration(
+                    session,
+                    planned.principal,
+                    planned.plan,
+                    node_prefix=self._node_prefix,
+                    liveness=self.liveness,
+                )
+        except ServiceUnavailable:
+            raise
+        except IdnodeError as exc:
+            return Refused(planned.plan.registration.hardware_id, exc)
 
     @staticmethod
     async def _principal(
@@ -186,7 +245,7 @@ class DeviceService:
             if owner is None:
                 return None
             prefix, principal = owner
-            return await self._register(session, principal, prefix, registration)
+            return await self._register_one(session, principal, prefix, registration)
 
     async def application_prefix(self, application_id: str) -> str | None:
         """The prefix a mapped, usable application's devices live under."""
@@ -203,7 +262,9 @@ class DeviceService:
             account = await nbiot.account(session, prefix, platform, vault=self._vault)
             if account is None:
                 return None
-            return await self._register(session, account.principal, account.prefix, registration)
+            return await self._register_one(
+                session, account.principal, account.prefix, registration
+            )
 
     async def platform_device_offline(self, prefix: str, platform: str, imei: str) -> bool | None:
         """Show offline a device an NB-IoT platform reported gone (False: no such device);
@@ -225,22 +286,6 @@ class DeviceService:
     async def platform_account(self, prefix: str, platform: str) -> PlatformAccount | None:
         async with self._database.read_session() as session:
             return await nbiot.account(session, prefix, platform, vault=self._vault)
-
-    async def register_many(
-        self, prefix: str, registrations: Sequence[Registration], *, key: str, secret: str
-    ) -> list[Registered | Refused]:
-        """Register up to ``MAX_BATCH`` devices in one transaction, one result each: a device
-        that is refused does not keep the others from registering."""
-        if len(registrations) > MAX_BATCH:
-            raise InvalidRequest(
-                f"at most {MAX_BATCH} devices per message, not {len(registrations)}"
-            )
-        async with self._database.read_session() as session:
-            # Bad credentials refuse the whole message, not each device in it.
-            await provisioning.authenticate_device(session, prefix, key=key, secret=secret)
-        return await self.register_each(
-            [Request(prefix, key, secret, registration) for registration in registrations]
-        )
 
     async def apply_heartbeats(self, beats: Sequence[Heartbeat]) -> HeartbeatOutcome:
         async with self._transaction() as session:

@@ -21,7 +21,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -171,21 +171,33 @@ class ResolverCache:
         """A fresh entry, or the result of ``load`` shared with every concurrent caller.
 
         ``load`` returns None when the identifier does not exist; that answer is cached
-        briefly and raised as :class:`HandleNotFound`. The first caller runs the load itself
-        (no extra task on the common path); should it be cancelled (a client hanging up),
-        the callers waiting on it start over instead of failing with it.
+        briefly and raised as :class:`HandleNotFound`.
+        """
+        entry = self.fresh(key)
+        if entry is None:
+            return await self.load_missing(key, load)
+        if not entry.found:
+            raise HandleNotFound.of(key)
+        return entry
+
+    async def load_missing(self, key: str, load: Callable[[], Awaitable[Record | None]]) -> Entry:
+        """:meth:`get_or_load` for a caller that has just found no fresh entry (the engine):
+        join the load under way, or run ``load``. The first caller runs the load itself (no
+        extra task on the common path); should it be cancelled (a client hanging up), the
+        callers waiting on it start over instead of failing with it.
         """
         while True:
-            entry = self.fresh(key)
-            if entry is None:
-                flight = self._flights.get(key)
-                if flight is None:
-                    entry = await self._load(key, load)
-                else:
-                    try:
-                        entry = await asyncio.shield(flight.future)
-                    except _Abandoned:
+            flight = self._flights.get(key)
+            if flight is None:
+                entry = await self._load(key, load)
+            else:
+                try:
+                    entry = await asyncio.shield(flight.future)
+                except _Abandoned:
+                    fresh = self.fresh(key)
+                    if fresh is None:
                         continue
+                    entry = fresh
             if not entry.found:
                 raise HandleNotFound.of(key)
             return entry
@@ -227,7 +239,16 @@ class ResolverCache:
     def _entry_for(self, key: str, record: Record | None) -> Entry:
         now = self.clock()
         if record is None:
-            return Entry(key, b"", b"", "", self.negative_ttl, now + self.negative_ttl, 0.0, False)
+            return Entry(
+                handle=key,
+                stored=b"",
+                body=b"",
+                etag="",
+                ttl=self.negative_ttl,
+                expires=now + self.negative_ttl,
+                stale_until=0.0,
+                found=False,
+            )
         ttl = min(record.min_ttl() or 0, self.max_ttl) if record.values else self.max_ttl
         return make_entry(record, ttl=ttl, now=now, stale_ttl=self.stale_ttl, key=key)
 
@@ -251,10 +272,7 @@ class ResolverCache:
         if entry is None or not entry.found or entry.stale_until <= self.clock():
             return None
         self.stats.stale_served += 1
-        return Entry(
-            entry.handle, entry.stored, entry.body, entry.etag, entry.ttl, entry.expires,
-            entry.stale_until, True, stale=True,
-        )  # fmt: skip
+        return replace(entry, stale=True)
 
     # --- invalidation ---
 

@@ -27,6 +27,7 @@ from app.dashboard.sessions import COOKIE
 from app.dashboard.snapshot import chart_point
 from app.errors import AuthenticationFailed, RequestTooLarge, TooManyAttempts
 from app.node import Node
+from app.state import state_of
 from app.throttle import token_credential
 
 router = APIRouter(tags=["Dashboard"], include_in_schema=False)
@@ -51,8 +52,7 @@ LOGIN_BODY_LIMIT = 4096
 
 
 def current_dashboard(request: Request) -> Dashboard:
-    dashboard: Dashboard = request.app.state.dashboard
-    return dashboard
+    return state_of(request.scope)["dashboard"]
 
 
 DashboardDep = Annotated[Dashboard, Depends(current_dashboard)]
@@ -141,7 +141,7 @@ def _secure(request: Request) -> bool:
     Over plain http (a laptop on loopback) a Secure cookie would never come back. The
     forwarded header needs no trust: it can only make the cookie stricter.
     """
-    node: Node = request.app.state.node
+    node = state_of(request.scope)["node"]
     return (
         request.url.scheme == "https"
         or request.headers.get("x-forwarded-proto", "").lower() == "https"

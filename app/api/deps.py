@@ -19,13 +19,13 @@ from app.errors import (
     RequestTooLarge,
 )
 from app.node import Node
+from app.state import state_of
 from app.storage.invalidation import evict_touched
 from resolver.text import first_problem, problem
 
 
 def current_node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+    return state_of(request.scope)["node"]
 
 
 NodeDep = Annotated[Node, Depends(current_node)]

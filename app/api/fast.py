@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import logging
 
-from starlette.datastructures import State
 from starlette.types import Scope, Send
 
 from app.api.answers import Headers, error_answer, not_found_answer, public_answer
 from app.api.errors import INTERNAL_ERROR
 from app.logs import RequestIds, request_id
 from app.reporting.counters import count_answer
-from resolver.cache import Entry
+from app.state import state_of
 from resolver.engine import Resolver
 from resolver.errors import IdnodeError, InvalidHandle
-from resolver.identifier import parse_handle
-from resolver.stats import ERROR, HIT, NOT_FOUND, perf_counter
+from resolver.stats import perf_counter
 
 log = logging.getLogger("app.api.fast")
 PREFIX = "/api/handles/"
@@ -40,8 +38,7 @@ class FastResolve:
     leaves to FastAPI.
     """
 
-    def __init__(self, state: State, ids: RequestIds) -> None:
-        self._state = state  # the app's state: ``node`` is set there by the lifespan
+    def __init__(self, ids: RequestIds) -> None:
         self._ids = ids
 
     async def __call__(self, scope: Scope, send: Send) -> bool:
@@ -61,21 +58,16 @@ class FastResolve:
                 if_none_match = tag if if_none_match is None else f"{if_none_match}, {tag}"
             elif name == b"x-request-id":
                 offered_id = value
-        resolver: Resolver = self._state.node.resolver
-        stats = resolver.stats
+        resolver = state_of(scope)["node"].resolver
         started = perf_counter()
         rid = self._ids.take(offered_id)
         text = scope["path"][_SKIP:]
-        entry = resolver.cache.fresh(text)
+        entry = resolver.cached(text, started)
         if entry is not None:
             if entry.found:
                 parts = public_answer(entry, resolver.cache.clock(), if_none_match)
-                if stats is not None:  # a hit's key is its normalised text: prefix/suffix
-                    stats.observe(HIT, started, text.partition("/")[0])
             else:
                 parts = not_found_answer(text)
-                if stats is not None:
-                    stats.observe(NOT_FOUND, started)
         else:
             token = request_id.set(rid)  # a miss may log; a hit never does
             try:
@@ -90,13 +82,11 @@ async def _resolve(
     resolver: Resolver, text: str, if_none_match: str | None, started: float
 ) -> tuple[int, Headers, bytes]:
     try:
-        handle = parse_handle(text)
+        handle = resolver.parse(text, started)
     except InvalidHandle as exc:
-        if resolver.stats is not None:  # the engine counts everything after parsing
-            resolver.stats.observe(ERROR, started)
         return error_answer(exc.status, exc.response_code, text, exc.message)
     try:
-        entry: Entry = await resolver.resolve(handle)
+        entry = await resolver.resolve(handle, started=started)
     except IdnodeError as exc:
         count_answer(exc.status)
         return error_answer(exc.status, exc.response_code, text, exc.message, exc.retry_after)

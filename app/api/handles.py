@@ -18,11 +18,10 @@ from app.registry import handles as service
 from app.registry import history
 from app.storage.database import AsyncSession
 from resolver.cache import etag_of
-from resolver.engine import SITE_TYPE
-from resolver.errors import InvalidHandle, NotResponsible, ValuesNotFound
-from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, parse_handle
+from resolver.engine import SITE_TYPE, site_url
+from resolver.errors import NotResponsible, ValuesNotFound
+from resolver.identifier import Handle, parse_handle
 from resolver.record import Record, encode, record_body
-from resolver.stats import ERROR, REFERRAL, perf_counter
 from resolver.upstream import HOPS_HEADER
 from resolver.values import parse_values, request_values
 
@@ -116,22 +115,18 @@ async def resolve(
     expired entry because the node holding it is unreachable says ``X-Idnode-Stale: true``.
     With ``at=`` the answer comes from the identifier's history, never from the cache.
     """
-    parsed = _parsed(node, handle)
+    resolver = node.resolver
+    parsed = resolver.parse(handle)
     public_only = principal.is_anonymous if publicOnly is None else publicOnly
     if at is not None:
         view = View(types, _indexes(index), public_only, pretty)
         return await _resolve_at(node, principal, parsed, history.parse_moment(at), view)
-    resolver = node.resolver
     # Repeated If-None-Match lines form one list (RFC 9110 section 5.3).
     if_none_match = ", ".join(request.headers.getlist("if-none-match")) or None
-    if referral and resolver.is_local(parsed) and parsed.prefix != PREFIX_RECORD_PREFIX:
-        started = perf_counter()
-        site = await resolver.site_of(parsed.prefix)
-        if site is not None:
-            referred = await _referral(node, parsed, site, pretty)
-            if resolver.stats is not None:
-                resolver.stats.observe(REFERRAL, started, parsed.prefix)
-            return referred
+    if referral:
+        prefix_record = await resolver.referral(parsed)
+        if prefix_record is not None:
+            return _referral(parsed, prefix_record, pretty)
     entry = await resolver.resolve(parsed, hops=_hops(x_idnode_hops), via=_via(x_idnode_via))
     now = resolver.cache.clock()
     privileged = not public_only and await _privileged(node, principal, parsed)
@@ -142,17 +137,6 @@ async def resolve(
     )
     control = cache_control(entry, now, public=not privileged)
     return _response(answer(body, etag_of(body), control, if_none_match, stale=entry.stale))
-
-
-def _parsed(node: Node, handle: str) -> Handle:
-    """The identifier asked for; one that is not valid counts as an error resolution (the
-    engine counts everything after this)."""
-    try:
-        return parse_handle(handle)
-    except InvalidHandle:
-        if node.resolver.stats is not None:
-            node.resolver.stats.observe(ERROR, perf_counter())
-        raise
 
 
 @dataclass(frozen=True)
@@ -167,7 +151,7 @@ class View:
     def body(self, record: Record, *, privileged: bool) -> bytes:
         selected = history.visible(record, privileged=privileged).select(self.types, self.indexes)
         code = 1
-        extra: dict[str, Any] = {}
+        extra: dict[str, str] = {}
         if (self.types or self.indexes) and not selected.values:
             code, extra = ValuesNotFound.response_code, {"message": "no value matches the filters"}
         return encode({**record_body(selected, response_code=code), **extra}, pretty=self.pretty)
@@ -227,10 +211,9 @@ def _via(raw: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
 
 
-async def _referral(node: Node, handle: Handle, site: str, pretty: bool) -> Response:
-    prefix_record = (
-        await node.resolver.lookup(Handle(PREFIX_RECORD_PREFIX, handle.prefix))
-    ).record()
+def _referral(handle: Handle, prefix_record: Record, pretty: bool) -> Response:
+    site = site_url(prefix_record)
+    assert site is not None  # Resolver.referral answers only prefixes it can send elsewhere
     body = {
         **record_body(prefix_record.select([SITE_TYPE]), response_code=PREFIX_REFERRAL),
         "handle": str(handle),

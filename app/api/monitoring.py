@@ -18,6 +18,7 @@ from app.errors import DatabaseUnavailable, MetricsOff
 from app.metrics import registry
 from app.node import Node
 from app.settings import Settings
+from app.state import state_of
 
 router = APIRouter(tags=["Monitoring"])
 
@@ -33,7 +34,7 @@ router = APIRouter(tags=["Monitoring"])
 )
 async def metrics(request: Request) -> Response:
     """Every ``idnode_*`` metric in the Prometheus text format (see the README, Monitoring)."""
-    pump = getattr(request.app.state, "metrics_pump", None)
+    pump = state_of(request.scope)["metrics_pump"]
     if pump is None:
         raise MetricsOff("metrics are off on this node (IDNODE_METRICS=false)")
     pump.flush()  # this process's latest counts; other workers' are at most a second old
@@ -76,7 +77,7 @@ async def readyz(request: Request, node: NodeDep) -> Any:
     _words, broker = broker_state(request, node.settings)
     if broker is not None:
         reasons.append(broker)
-    reasons += request.app.state.supervisor.failing()
+    reasons += state_of(request.scope)["supervisor"].failing()
     if reasons:
         body = orjson.dumps({"status": "unavailable", "reasons": reasons})
         return Response(body, 503, media_type="application/json")
@@ -101,7 +102,7 @@ def broker_state(request: Request, settings: Settings) -> tuple[str, str | None]
     """The device gateway's broker in words, and the reason it makes the node unready (None
     when it does not). The embedded broker `idnode serve` starts unasked cannot: a port taken
     by another broker (a Mosquitto on 1883) only shows here and on the dashboard."""
-    gateway = getattr(request.app.state, "gateway", None)
+    gateway = state_of(request.scope)["gateway"]
     if gateway is None:
         if settings.embedded_broker and not settings.mqtt_url:
             port = settings.embedded_broker_port

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.api.deps import NodeDep, operator
 from app.auth import Principal
+from app.state import state_of
 
 router = APIRouter(prefix="/api/v1/node", tags=["Node"])
 
@@ -41,5 +42,5 @@ class PemResponse(PlainTextResponse):
 async def node_key(request: Request) -> PemResponse:
     """The public half of the key that signs this node's reports (PEM), for the top-level
     node to verify ``X-Idnode-Signature``; ``X-Idnode-Key-Id`` names it."""
-    key = request.app.state.reporting.key
+    key = state_of(request.scope)["reporting"].key
     return PemResponse(key.public_pem, headers={"X-Idnode-Key-Id": key.key_id})

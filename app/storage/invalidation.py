@@ -23,6 +23,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.backoff import jittered
 from resolver.cache import ResolverCache
 
 CHANNEL = "idnode_invalidate"
@@ -66,7 +67,7 @@ class PostgresListener:
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
-        backoff = 0.1
+        failures = 0
         while True:
             lost = asyncio.Event()
             try:
@@ -75,8 +76,8 @@ class PostgresListener:
                 )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                failures += 1
+                await asyncio.sleep(jittered(failures, cap=self._max_backoff, first=0.1))
                 continue
             try:
                 connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
@@ -84,7 +85,7 @@ class PostgresListener:
                 # Notices may have been missed while we were not listening.
                 self._cache.clear()
                 self.connected.set()
-                backoff = 0.1
+                failures = 0
                 await self._wait_until_lost(connection, lost)
             finally:
                 self.connected.clear()

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.node import Node
-from gateways.handle.listener import HandleListener, PortTaken, check_free, listening
+from app.ports import PortTaken
+from gateways.handle.listener import HandleListener, listening
 from gateways.handle.operations import Operations
 from resolver.handle_protocol.body import Site, ip_bytes
 
-__all__ = ["HandleListener", "PortTaken", "check_free", "native_listener"]
+__all__ = ["HandleListener", "PortTaken", "native_listener"]
 
 
 @asynccontextmanager

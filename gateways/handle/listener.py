@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, cast
 
+from app.ports import PortTaken
 from gateways.handle.operations import Operations, Session, reply
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.message import (
@@ -47,27 +47,6 @@ _IDS_AND_LENGTH = struct.Struct(">ii4xI")  # envelope bytes 4-19, the sequence s
 MIN_MESSAGE = HEADER_SIZE + 4
 STOP_GRACE = 5.0  # seconds connections get to finish their request when the node stops
 MAX_UDP_IN_FLIGHT = 1000  # datagrams being answered at once; more are answered "busy"
-
-
-class PortTaken(Exception):
-    """The Handle port cannot be listened on (another program holds it)."""
-
-
-def check_free(host: str, port: int) -> None:
-    """Raise :class:`PortTaken` when another program holds ``port`` (TCP or UDP).
-
-    Workers share the port through SO_REUSEPORT, which would also let a second node of the
-    same user share it silently; ``idnode serve`` asks this once, before starting workers.
-    """
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, kind) as probe:
-            if kind == socket.SOCK_STREAM:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise PortTaken(f"{host}:{port}: {exc.strerror}") from exc
 
 
 def _opcode_of(data: bytes) -> int:

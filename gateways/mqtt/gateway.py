@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -21,6 +22,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import errors as node
+from app.backoff import jittered
 from app.registry import clock
 from app.registry.devices import Registered
 from app.registry.liveness import Heartbeat
@@ -38,7 +40,20 @@ log = logging.getLogger("gateways.mqtt")
 DomainError = IdnodeError
 # Expected failures of one message: the domain's refusals, and the database being away.
 MessageError = (IdnodeError, SQLAlchemyError, OSError)
+RECONNECT_AFTER = 0.2  # seconds, after the first failure; doubling up to IDNODE_MQTT_MAX_BACKOFF
 Pending = tuple[aiomqtt.Client, aiomqtt.Message, Route]
+
+
+@dataclass(frozen=True)
+class _Asking:
+    """A ``register`` message that decoded: where to reply, and the device's request."""
+
+    client: aiomqtt.Client
+    message: aiomqtt.Message
+    body: dict[str, Any]
+    request: Request
+
+
 Handler = Callable[[aiomqtt.Message], Coroutine[Any, Any, None]]
 
 
@@ -93,8 +108,9 @@ class MqttGateway:
         }
 
     async def _serve(self) -> None:
-        backoff = 0.2
+        failures = 0
         while True:
+            lost: aiomqtt.MqttError | None = None
             try:
                 async with self._client as client:
                     others = [self.topics.shared(f) for f, _ in self._handlers]
@@ -102,17 +118,20 @@ class MqttGateway:
                         await client.subscribe(topic_filter, qos=1)
                     self.connected.set()
                     log.info("gateways.mqtt.connected", extra={"broker": str(self.address)})
-                    backoff = 0.2
+                    failures = 0
                     async for message in client.messages:
                         await self._dispatch(client, message)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                lost = exc
+            failures += 1
+            delay = jittered(failures, cap=self._settings.mqtt_max_backoff, first=RECONNECT_AFTER)
+            if lost is not None:
                 log.warning(
                     "gateways.mqtt.reconnecting",
-                    extra={"broker": str(self.address), "error": str(exc), "in": backoff},
+                    extra={"broker": str(self.address), "error": str(lost), "in": delay},
                 )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._settings.mqtt_max_backoff)
+            await asyncio.sleep(delay)
 
     def attach(self, topic_filter: str, handler: Handler) -> None:
         """Also serve ``topic_filter`` (another protocol on the same connection, e.g.
@@ -128,7 +147,7 @@ class MqttGateway:
             await self._registrations.put((client, message, route))
             return
         if route is not None:
-            work: Coroutine[Any, Any, None] = self._register_gateway(client, message, route)
+            work: Coroutine[Any, Any, None] = self._register_batch(client, message, route)
         else:
             handler = next((h for f, h in self._handlers if message.topic.matches(f)), None)
             if handler is None:
@@ -170,11 +189,13 @@ class MqttGateway:
                     batch.append(self._registrations.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await self._register_all(batch)
+            await self._register_devices(batch)
 
-    async def _register_all(self, batch: list[Pending]) -> None:
+    async def _register_devices(self, batch: list[Pending]) -> None:
+        """``register`` messages, one device each with its own credentials: one transaction
+        for those that decode, one reply per message."""
         replies: list[Coroutine[Any, Any, None]] = []
-        valid: list[tuple[aiomqtt.Client, aiomqtt.Message, dict[str, Any], Request]] = []
+        valid: list[_Asking] = []
         for client, message, route in batch:
             body: dict[str, Any] | None = None
             try:
@@ -185,24 +206,27 @@ class MqttGateway:
                 prefix = protocol.canonical_prefix(protocol.checked(route).prefix)
                 self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
                 request = Request(prefix, key, secret, protocol.registration(body, route.name))
-                valid.append((client, message, body, request))
+                valid.append(_Asking(client, message, body, request))
             except DomainError as exc:
                 replies.append(self._reject(client, message, protocol.request_id(body), exc))
-        results = await self._registered([v[3] for v in valid])
-        for (client, message, body, request), result in zip(valid, results, strict=True):
-            request_id = protocol.request_id(body)
+        results = await self._register_isolating([asking.request for asking in valid])
+        for asking, result in zip(valid, results, strict=True):
+            request_id = protocol.request_id(asking.body)
             if isinstance(result, Refused):
-                self._throttle(request.prefix, request.key, result.error)
-                replies.append(self._reject(client, message, request_id, result.error))
+                self._throttle(asking.request.prefix, asking.request.key, result.error)
+                replies.append(
+                    self._reject(asking.client, asking.message, request_id, result.error)
+                )
                 continue
             self._count(result)
             accepted = protocol.accepted(request_id, result.handle, result.created)
-            replies.append(self._reply(client, message, "accepted", accepted))
+            replies.append(self._reply(asking.client, asking.message, "accepted", accepted))
         await asyncio.gather(*replies)
 
-    async def _register_gateway(
+    async def _register_batch(
         self, client: aiomqtt.Client, message: aiomqtt.Message, route: Route
     ) -> None:
+        """A gateway's message: many devices under one set of credentials, one reply."""
         body: dict[str, Any] | None = None
         try:
             payload = _bytes(message.payload)
@@ -211,7 +235,7 @@ class MqttGateway:
             key, secret = protocol.credentials(body)
             self.attempts.check("mqtt", address=None, credential=f"{prefix}/{key}")
             try:
-                reply = await self._register_batch(body, prefix, route.name, key, secret)
+                reply = await self._batch_reply(body, prefix, route.name, key, secret)
             except node.AuthenticationFailed as exc:
                 self._throttle(prefix, key, exc)
                 raise
@@ -220,7 +244,7 @@ class MqttGateway:
             return
         await self._reply(client, message, "accepted", reply)
 
-    async def _register_batch(
+    async def _batch_reply(
         self, body: dict[str, Any], prefix: str, gateway_id: str, key: str, secret: str
     ) -> dict[str, Any]:
         entries = body.get("devices")
@@ -233,7 +257,7 @@ class MqttGateway:
             registrations.append(
                 protocol.registration(entry, entry.get("hardwareId"), gateway_id=gateway_id)
             )
-        results = await self.devices.register_many(prefix, registrations, key=key, secret=secret)
+        results = await self.devices.register_batch(prefix, registrations, key=key, secret=secret)
         out = []
         for registration, result in zip(registrations, results, strict=True):
             if isinstance(result, Refused):
@@ -252,18 +276,20 @@ class MqttGateway:
                 )
         return {"requestId": protocol.request_id(body), "results": out}
 
-    async def _registered(self, requests: Sequence[Request]) -> Sequence[Registered | Refused]:
+    async def _register_isolating(
+        self, requests: Sequence[Request]
+    ) -> Sequence[Registered | Refused]:
         """One transaction for ``requests``; when it fails in a way nobody foresaw, each is
         tried alone, so only the message that broke it is refused (InternalError)."""
         try:
-            return await self.devices.register_each(requests)
+            return await self.devices.register_devices(requests)
         except (node.DatabaseUnavailable, SQLAlchemyError, OSError) as exc:  # devices retry
             return [Refused(r.registration.hardware_id, exc) for r in requests]
         except Exception as exc:
             if len(requests) == 1:
                 self._failed(exc, requests[0].registration.hardware_id)
                 return [Refused(requests[0].registration.hardware_id, exc)]
-        return [result for r in requests for result in await self._registered([r])]
+        return [result for r in requests for result in await self._register_isolating([r])]
 
     def _throttle(self, prefix: str, key: str, error: Exception) -> None:
         """Count wrong provisioning credentials: a key guessed at is refused for a while."""

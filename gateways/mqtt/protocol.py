@@ -1,4 +1,4 @@
-"""The device protocol over MQTT: topics, request payloads and replies (see the README).
+"""The device protocol over MQTT: topics, request payloads and replies (see docs/devices.md).
 
 Topics under the root (default ``idnode/v1``)::
 

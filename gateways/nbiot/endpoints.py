@@ -19,7 +19,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.errors import IngestQueueFull, InvalidRequest, PermissionDenied, RequestTooLarge
 from app.registry.nbiot import PlatformAccount
-from app.throttle import AttemptLimiter
+from app.state import state_of
 from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent
 from gateways.nbiot.ingest import IngestQueue
@@ -37,8 +37,7 @@ OK = {"result": "ok"}
 
 
 def _queue(request: Request) -> IngestQueue:
-    queue: IngestQueue = request.app.state.nbiot
-    return queue
+    return state_of(request.scope)["nbiot"]
 
 
 async def _account(request: Request, prefix: str, platform: str) -> PlatformAccount:
@@ -54,7 +53,7 @@ async def _account(request: Request, prefix: str, platform: str) -> PlatformAcco
 def _throttled(request: Request, platform: str, prefix: str) -> Iterator[None]:
     """A wrong signature or token is a failed authentication (throttled per client address
     and per platform account, ``app.throttle``)."""
-    limiter: AttemptLimiter = request.app.state.node.attempts
+    limiter = state_of(request.scope)["node"].attempts
     address = request.client.host if request.client else None
     credential = f"{prefix}/{platform}"
     limiter.check(platform, address=address, credential=credential)

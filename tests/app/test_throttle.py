@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from app.cli import _announce_operator_token
+from app.commands.serve import announce_operator_token
 from app.errors import TooManyAttempts
 from app.main import create_app
 from app.settings import Settings
@@ -111,9 +111,9 @@ def test_memory_stays_bounded_under_a_flood_of_addresses_and_credentials() -> No
 def test_a_short_operator_token_is_warned_about(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _announce_operator_token(settings.model_copy(update={"admin_token": SecretStr("hunter2")}))
+    announce_operator_token(settings.model_copy(update={"admin_token": SecretStr("hunter2")}))
     warned = capsys.readouterr().err
     assert "WARNING: IDNODE_ADMIN_TOKEN has only 7 characters" in warned
     assert "at least 32" in warned
-    _announce_operator_token(settings.model_copy(update={"admin_token": SecretStr("x" * 40)}))
+    announce_operator_token(settings.model_copy(update={"admin_token": SecretStr("x" * 40)}))
     assert "WARNING" not in capsys.readouterr().err

@@ -47,7 +47,7 @@ async def test_a_mixed_batch_registers_each_device_once(
     # Looked up before it exists: the node now caches "not found" for it.
     assert (await client.get(f"/api/handles/{fresh}")).status_code == 404
     # Registered earlier, so the batch below repeats it.
-    [earlier] = await service.register_each([_request(dairy, "OLD-1", model="M1")])
+    [earlier] = await service.register_devices([_request(dairy, "OLD-1", model="M1")])
     assert earlier == Registered(f"{dairy['prefix']}/DEV-serial-OLD-1", created=True)
     # The enterprise wrote this device's identifier itself before the device turned up.
     own = f"{dairy['prefix']}/DEV-serial-OWN-1"
@@ -61,7 +61,7 @@ async def test_a_mixed_batch_registers_each_device_once(
         dairy["prefix"], dairy["key"], "not-the-secret", Registration("BAD-1", "serial")
     )
 
-    results = await service.register_each(
+    results = await service.register_devices(
         [
             _request(dairy, "NEW-1", model="M2"),
             _request(bakery, "OVEN-7", model="Oven"),

@@ -1,0 +1,1 @@
+"""The ``idnode`` commands, one module per concern; ``app.cli`` puts them together."""
