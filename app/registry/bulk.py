@@ -17,10 +17,22 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import InvalidRequest, NodeError, ServiceUnavailable, TemplateViolation
+from app.errors import (
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NodeError,
+    ServiceUnavailable,
+    TemplateViolation,
+)
 from app.registry import catalog, clock
-from app.registry.handles import authorize_write, new_record_values, owner_key
-from app.registry.identifiers import taken_problem, target_handle, url_problems, url_values
+from app.registry.handles import authorize_write, check_retry, new_record_values, owner_key
+from app.registry.identifiers import (
+    registration_fingerprint,
+    taken_problem,
+    target_handle,
+    url_problems,
+    url_values,
+)
 from app.registry.template_definitions import Template
 from app.registry.templates import Claim, Problem, check
 from app.storage import handles as repo
@@ -63,6 +75,7 @@ class _Row:
     record: NewRecord
     claims: tuple[Claim, ...]
     key: str | None
+    asked: str | None  # the request's fingerprint, with a key
 
 
 def error_result(line: int, exc: IdnodeError) -> Result:
@@ -146,8 +159,13 @@ class _Seen:
         self.repeats: dict[int, _Row] = {}  # position -> the row first sending its key
 
     def admit(self, row: _Row) -> None:
-        if row.key is not None and row.key in self.keys:
-            self.repeats[row.position] = self.keys[row.key]
+        if row.key is not None and (first := self.keys.get(row.key)) is not None:
+            if first.asked != row.asked:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {row.key!r} is also at line {first.line} of this batch, "
+                    "with a different request; send a new key with a new request"
+                )
+            self.repeats[row.position] = first
             return
         if row.handle in self.handles:
             raise HandleAlreadyExists(
@@ -200,7 +218,7 @@ async def _prepare(
     batch: Batch,
     item: Item,
     position: int,
-    earlier: Mapping[str, str],
+    earlier: Mapping[str, repo.Minted],
     now: datetime,
 ) -> _Row | str:
     """The row to write, or the handle an earlier call with its idempotency key created."""
@@ -210,8 +228,20 @@ async def _prepare(
     target = check_new(target_handle(body.get("handle"), body.get("prefix")))
     await authorize(session, batch, target)
     key = _key(body.get("idempotencyKey"))
-    if key is not None and key in earlier:
-        return earlier[key]
+    asked = None
+    if key is not None:
+        asked = registration_fingerprint(
+            handle=body.get("handle"),
+            prefix=body.get("prefix"),
+            template=body["template"],
+            attributes=body.get("attributes"),
+            visibility=body.get("visibility"),
+            url=body.get("url"),
+        )
+        if key in earlier:
+            minted, stored = earlier[key]
+            check_retry(key, minted, stored=stored, asked=asked)
+            return minted
     template = await _template(session, batch, body["template"])
     checked = check(template, body.get("attributes") or {}, visibility=body.get("visibility"))
     problems: list[Problem] = [*checked.problems, *url_problems(body.get("url"))]
@@ -225,7 +255,7 @@ async def _prepare(
         values=new_record_values(target, values, now),
         claims=tuple(((c.template_id, c.item_name, c.value), c.index) for c in checked.claims),
     )
-    return _Row(position, item.line, handle, record, checked.claims, key)
+    return _Row(position, item.line, handle, record, checked.claims, key, asked)
 
 
 _SHAPE: dict[str, tuple[type, ...]] = {
@@ -301,9 +331,9 @@ async def _template(session: AsyncSession, batch: Batch, reference: str) -> Temp
 
 async def _earlier_mints(
     session: AsyncSession, batch: Batch, items: Sequence[Item]
-) -> dict[str, str]:
-    """Idempotency keys of this chunk already used by earlier calls: key -> their handle
-    (a key whose identifier was deleted since counts as unused)."""
+) -> dict[str, repo.Minted]:
+    """Idempotency keys of this chunk already used by earlier calls: key -> their handle and
+    request fingerprint (a key whose identifier was deleted since counts as unused)."""
     keys = [
         k
         for item in items
@@ -316,15 +346,15 @@ async def _earlier_mints(
     owner = owner_key(batch.principal)
     await repo.lock_mints(session, owner=owner)  # until the chunk has recorded its keys
     minted = await repo.minted_many(session, owner=owner, keys=keys)
-    alive = set(await repo.stored_handles(session, list(minted.values())))
-    return {k: h for k, h in minted.items() if h in alive}
+    alive = set(await repo.stored_handles(session, [h for h, _ in minted.values()]))
+    return {k: m for k, m in minted.items() if m[0] in alive}
 
 
 async def _remember_keys(
     session: AsyncSession, batch: Batch, rows: Sequence[_Row], results: Sequence[Result | None]
 ) -> None:
     fresh = {
-        row.key: row.handle
+        row.key: (row.handle, row.asked)
         for row in rows
         if row.key is not None and (done := results[row.position]) and done.get("created")
     }

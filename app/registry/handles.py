@@ -286,7 +286,7 @@ async def mint_record(
     if idempotency_key is not None:
         request = {"base": f"{prefix}/{stem}", "values": [value_json(v) for v in values]}
         earlier = await earlier_mint(
-            session, principal, key=idempotency_key, handle=handle, request=request
+            session, principal, key=idempotency_key, handle=handle, asked=fingerprint(request)
         )
         if earlier is not None:
             return earlier, False
@@ -296,18 +296,18 @@ async def mint_record(
 
 
 async def earlier_mint(
-    session: AsyncSession, principal: Principal, *, key: str, handle: Handle, request: object
+    session: AsyncSession, principal: Principal, *, key: str, handle: Handle, asked: str
 ) -> Record | None:
     """The record an earlier mint with this idempotency key created; None when this is the
     first use of the key, which is then claimed for ``handle`` in this transaction.
 
-    ``request`` (JSON-like) is what the mint was asked: a retry must ask the same, or it is
-    refused with :class:`IdempotencyKeyReused` rather than answered with another's result.
+    ``asked`` is the :func:`fingerprint` of what the mint was asked: a retry must ask the
+    same, or it is refused with :class:`IdempotencyKeyReused` rather than answered with
+    another's result.
     """
     owner = owner_key(principal)
     if not 0 < len(key) <= 200:
         raise InvalidRequest("the idempotency key must be 1 to 200 characters")
-    asked = _fingerprint(request)
     await repo.lock_mints(session, owner=owner)
     earlier = await repo.minted_for(session, owner=owner, key=key)
     if earlier is None and not await repo.remember_mint(
@@ -316,19 +316,28 @@ async def earlier_mint(
         earlier = await repo.minted_for(session, owner=owner, key=key)
     if earlier is None:
         return None
-    if earlier.fingerprint is not None and earlier.fingerprint != asked:
-        raise IdempotencyKeyReused(
-            f"idempotency key {key!r} was used by a different request (which created "
-            f"{earlier.handle}); send a new key with a new request"
-        )
+    check_retry(key, earlier.handle, stored=earlier.fingerprint, asked=asked)
     stored = await repo.lock(session, earlier.handle)
     if stored is None:
         raise HandleNotFound(f"idempotency key {key!r} minted {earlier.handle}, since deleted")
     return Record(earlier.handle, values_from_stored(stored))
 
 
-def _fingerprint(request: object) -> str:
+def fingerprint(request: object) -> str:
+    """What a mint with an idempotency key was asked (JSON-like), as stored with the key:
+    the SHA-256 of its canonical JSON."""
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_retry(key: str, handle: str, *, stored: str | None, asked: str) -> None:
+    """Refuse a request reusing ``key``, which minted ``handle``, for something else than
+    the request that first sent it. Keys stored without a fingerprint (before there was one)
+    are taken as retries."""
+    if stored is not None and stored != asked:
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} was used by a different request (which created "
+            f"{handle}); send a new key with a new request"
+        )
 
 
 def owner_key(principal: Principal) -> str:

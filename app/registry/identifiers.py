@@ -18,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import OPERATOR, Principal
 from app.errors import InvalidRequest, TemplateNotFound, TemplateViolation
 from app.registry import catalog
-from app.registry.handles import authorize_write, can_read_restricted, earlier_mint, put_record
+from app.registry.handles import (
+    authorize_write,
+    can_read_restricted,
+    earlier_mint,
+    fingerprint,
+    put_record,
+)
 from app.registry.template_definitions import Template
 from app.registry.templates import (
     TEMPLATE_INDEX,
@@ -68,16 +74,16 @@ async def register(
     target = target_handle(handle, prefix)
     await authorize_write(session, principal, target, node_prefix=node_prefix)
     if idempotency_key is not None:
-        request = {
-            "handle": handle,
-            "prefix": prefix,
-            "template": template,
-            "attributes": attributes,
-            "visibility": visibility,
-            "url": url,
-        }
+        asked = registration_fingerprint(
+            handle=handle,
+            prefix=prefix,
+            template=template,
+            attributes=attributes,
+            visibility=visibility,
+            url=url,
+        )
         earlier = await earlier_mint(
-            session, principal, key=idempotency_key, handle=target, request=request
+            session, principal, key=idempotency_key, handle=target, asked=asked
         )
         if earlier is not None:
             return Registered(earlier, await template_of(session, earlier), created=False)
@@ -89,6 +95,30 @@ async def register(
         session, target, values, principal=principal, node_prefix=node_prefix, overwrite=False
     )
     return Registered(record, chosen)
+
+
+def registration_fingerprint(
+    *,
+    handle: str | None,
+    prefix: str | None,
+    template: str,
+    attributes: Mapping[str, Any] | None,
+    visibility: Mapping[str, Any] | None,
+    url: str | None,
+) -> str:
+    """The fingerprint stored with a registration's idempotency key, one or in a batch
+    (``app/registry/bulk.py``): absent attributes and visibility count as empty, as they
+    do on ``POST /api/v1/identifiers``."""
+    return fingerprint(
+        {
+            "handle": handle,
+            "prefix": prefix,
+            "template": template,
+            "attributes": attributes or {},
+            "visibility": visibility or {},
+            "url": url,
+        }
+    )
 
 
 def target_handle(handle: str | None, prefix: str | None) -> Handle:

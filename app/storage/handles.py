@@ -246,32 +246,40 @@ async def minted_for(session: AsyncSession, *, owner: str, key: str) -> Idempote
     ).scalar_one_or_none()
 
 
-async def minted_many(session: AsyncSession, *, owner: str, keys: Sequence[str]) -> dict[str, str]:
-    """The identifiers earlier mints with these keys created (key -> handle)."""
-    found: dict[str, str] = {}
+Minted = tuple[str, str | None]  # an idempotency key's identifier and request fingerprint
+
+
+async def minted_many(
+    session: AsyncSession, *, owner: str, keys: Sequence[str]
+) -> dict[str, Minted]:
+    """What earlier mints with these keys created (key -> handle and request fingerprint)."""
+    found: dict[str, Minted] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), LOOKUP_SLICE):
         rows = await session.execute(
-            select(IdempotencyKey.key, IdempotencyKey.handle).where(
+            select(IdempotencyKey.key, IdempotencyKey.handle, IdempotencyKey.fingerprint).where(
                 IdempotencyKey.owner == owner,
                 IdempotencyKey.key.in_(unique[start : start + LOOKUP_SLICE]),
             )
         )
-        found.update({key: handle for key, handle in rows.all()})
+        found.update({key: (handle, asked) for key, handle, asked in rows.all()})
     return found
 
 
 async def remember_mints(
-    session: AsyncSession, *, owner: str, minted: dict[str, str], now: datetime
+    session: AsyncSession, *, owner: str, minted: dict[str, Minted], now: datetime
 ) -> None:
-    """Remember the keys of a bulk load's new identifiers (a key claimed meanwhile by a
-    concurrent call keeps its first identifier)."""
+    """Remember the keys of a bulk load's new identifiers with their requests' fingerprints
+    (a key claimed meanwhile by a concurrent call keeps its first identifier)."""
     statement = (
         postgresql_insert(IdempotencyKey) if is_postgres(session) else sqlite_insert(IdempotencyKey)
     ).on_conflict_do_nothing()
     await session.execute(
         statement,
-        [{"owner": owner, "key": k, "handle": h, "created_at": now} for k, h in minted.items()],
+        [
+            {"owner": owner, "key": k, "handle": h, "fingerprint": f, "created_at": now}
+            for k, (h, f) in minted.items()
+        ],
     )
 
 
