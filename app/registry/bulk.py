@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import InvalidRequest, NodeError, ServiceUnavailable, TemplateViolation
 from app.registry import catalog, clock
+from app.registry.conformance import taken_problem
 from app.registry.handles import authorize_write, new_record_values, owner_key
-from app.registry.identifiers import taken_problem, target_handle, url_problems, url_values
+from app.registry.identifiers import target_handle, url_problems, url_values
 from app.registry.template_definitions import Template
 from app.registry.templates import Claim, Problem, check
 from app.storage import handles as repo

@@ -24,7 +24,7 @@ from app.errors import (
     InvalidRequest,
     PermissionDenied,
 )
-from app.registry import clock
+from app.registry import clock, conformance
 from app.storage import enterprises as enterprise_repo
 from app.storage import grants as grants_repo
 from app.storage import handles as repo
@@ -114,6 +114,7 @@ async def put_record(
     overwrite: bool = True,
     history: bool = True,
     existing_only: bool = False,
+    conform: bool = False,
 ) -> tuple[Record, bool]:
     """Create or replace a record, or with ``indexes`` add/replace only those values.
 
@@ -123,6 +124,9 @@ async def put_record(
     Returns the stored record and whether it was created. Repeating the same request leaves
     the same record: values whose content did not change keep their timestamps.
     ``history=False``: no history entry (device liveness, rewritten every few seconds).
+    ``conform``: the values are raw Handle values from a client (the Handle REST API, the
+    Handle protocol): a record registered against a template must keep to it
+    (:func:`app.registry.conformance.conform`).
     """
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
@@ -141,6 +145,10 @@ async def put_record(
             raise HandleAlreadyExists(f"handle {name} already exists (overwrite=false)")
         else:
             merged = _with_admin(list(values), handle)
+        if conform:
+            merged = await conformance.conform(
+                session, name, merged, existing=existing or (), principal=principal
+            )
         final = _stamped(merged, existing or (), now)
         if existing is not None:
             await repo.replace(
@@ -291,7 +299,13 @@ async def mint_record(
         if earlier is not None:
             return earlier, False
     return await put_record(
-        session, handle, values, principal=principal, node_prefix=node_prefix, overwrite=False
+        session,
+        handle,
+        values,
+        principal=principal,
+        node_prefix=node_prefix,
+        overwrite=False,
+        conform=True,
     )
 
 
@@ -343,8 +357,10 @@ async def delete_record(
     principal: Principal,
     node_prefix: str,
     indexes: Collection[int] | None = None,
+    conform: bool = False,
 ) -> Record | None:
-    """Delete the record, or with ``indexes`` only those values (returning what is left)."""
+    """Delete the record, or with ``indexes`` only those values (returning what is left;
+    ``conform`` as for :func:`put_record`: what is left must keep to its template)."""
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
     stored = await repo.lock(session, name)
@@ -360,6 +376,10 @@ async def delete_record(
     if missing:
         raise ValuesNotFound(f"handle {name} has no value with index {missing[0]}")
     kept = [v for v in existing if v.index not in indexes]
+    if conform:
+        kept = await conformance.conform(
+            session, name, kept, existing=existing, principal=principal
+        )
     final = [value_json(v) for v in kept]
     await repo.replace(
         session, handle=name, values=final, now=now, actor=principal.actor, before=stored

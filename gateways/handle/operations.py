@@ -279,6 +279,7 @@ class Operations:
                 principal=session.principal,
                 node_prefix=self._prefix,
                 overwrite=False,
+                conform=True,
             )
         self._node.activity.registrations[CHANNEL] += created
         return RC_SUCCESS, b""
@@ -305,6 +306,7 @@ class Operations:
                 indexes=indexes,
                 overwrite=overwrite,
                 existing_only=overwrite,
+                conform=True,
             )
         return RC_SUCCESS, b""
 
@@ -315,7 +317,12 @@ class Operations:
             raise ValuesNotFound("name at least one index to remove")
         async with self._writing() as db:
             await service.delete_record(
-                db, handle, principal=session.principal, node_prefix=self._prefix, indexes=indexes
+                db,
+                handle,
+                principal=session.principal,
+                node_prefix=self._prefix,
+                indexes=indexes,
+                conform=True,
             )
         return RC_SUCCESS, b""
 
