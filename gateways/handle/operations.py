@@ -176,8 +176,10 @@ class Operations:
         privileged = not public_only and await self._may_read_restricted(session, handle)
         record = history.visible(entry.record(), privileged=privileged)
         if query.indexes or query.types:
-            # A Handle type filter also matches the type's dotted sub-types.
-            record = record.select([t + "." for t in query.types], query.indexes)
+            # Over the Handle protocol a type also asks for its dotted sub-types (``URL`` for
+            # ``URL.mobile``), as CAICT's SDK expects; case does not matter (type_matches).
+            families = [t if t.endswith(".") else t + "." for t in query.types]
+            record = record.select(families, query.indexes)
             if not record.values:
                 raise ValuesNotFound(f"no value of {handle} matches the filters")
         body = bodies.pack_records(str(handle), record.values)
