@@ -167,7 +167,7 @@ class TemplateViolation(NodeError):
     response_code = 202
 
     def __init__(self, fields: list[dict[str, str]], message: str | None = None) -> None:
-        named = "; ".join(f"{f['name']} {f['message']}" for f in fields)
+        named = "; ".join(f"{f.get('name', '')} {f.get('message', '')}".strip() for f in fields)
         super().__init__(message or f"the attributes do not satisfy the template: {named}")
         self.fields = fields
 
