@@ -62,6 +62,7 @@ async def conform(
     long as they do not change."""
     template = await template_of(session, values)
     if template is None:
+        await _not_dropped(session, values, existing)
         return list(values)
     held = attributes_of(template, values)
     before = attributes_of(template, existing)
@@ -75,6 +76,28 @@ async def conform(
     attribute_indexes = {item.index for item in template.items if item.name in held}
     texts = {v.index: v.value for v in checked.values if v.index in attribute_indexes}
     return [replace(v, value=texts[v.index]) if v.index in texts else v for v in values]
+
+
+async def _not_dropped(
+    session: AsyncSession, values: Sequence[HandleValue], existing: Sequence[HandleValue]
+) -> None:
+    """A record may not shed its ``TEMPLATE`` value while it still holds attributes of that
+    template (which would make them free-form)."""
+    before = await template_of(session, existing)
+    if before is None:
+        return
+    items = {item.index: item.name for item in before.items}
+    held = sorted({items[v.index] for v in values if v.index in items})
+    if held:
+        raise TemplateViolation(
+            [
+                {
+                    "name": "TEMPLATE",
+                    "message": f"index 1001 names template {before.reference}, which "
+                    f"{', '.join(held)} belong to; remove them too, or delete the identifier",
+                }
+            ]
+        )
 
 
 def _misplaced(template: Template, values: Sequence[HandleValue]) -> list[Problem]:

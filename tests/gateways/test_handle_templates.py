@@ -94,6 +94,10 @@ async def test_native_writes_keep_a_templated_record_to_its_template(node: Nativ
         assert "product" in fresh.error
         assert "batchNumber" in fresh.error
 
+        dropped = await client.remove(handle, [1001])  # would make the attributes free-form
+        assert dropped.code == RC_INVALID_VALUE
+        assert "TEMPLATE" in dropped.error
+
         fine = await client.modify(handle, [attribute(QUANTITY, "quantity", "13.50")])
         assert fine.code == RC_SUCCESS, fine.error
         assert (await client.add(handle, [attribute(3, "EMAIL", "qa@example.com")])).code == 1
