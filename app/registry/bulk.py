@@ -20,7 +20,8 @@ from app.auth import Principal
 from app.errors import InvalidRequest, NodeError, ServiceUnavailable, TemplateViolation
 from app.registry import catalog, clock
 from app.registry.conformance import taken_problem
-from app.registry.handles import authorize_write, new_record_values, owner_key
+from app.registry.handles import authorize_write, new_record_values
+from app.registry.idempotency import owner_key
 from app.registry.identifiers import target_handle, url_problems, url_values
 from app.registry.template_definitions import Template
 from app.registry.templates import Claim, Problem, check

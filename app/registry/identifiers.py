@@ -19,7 +19,8 @@ from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import catalog, conformance
 from app.registry.conformance import claim_unique
-from app.registry.handles import authorize_write, can_read_restricted, earlier_mint, put_record
+from app.registry.handles import authorize_write, can_read_restricted, put_record
+from app.registry.idempotency import earlier_mint
 from app.registry.template_definitions import Template
 from app.registry.templates import (
     TEMPLATE_INDEX,
