@@ -167,8 +167,8 @@ class TemplateViolation(NodeError):
     response_code = 202
 
     def __init__(self, fields: list[dict[str, str]], message: str | None = None) -> None:
-        names = ", ".join(f["name"] for f in fields)
-        super().__init__(message or f"the attributes do not satisfy the template: {names}")
+        named = "; ".join(f"{f.get('name', '')} {f.get('message', '')}".strip() for f in fields)
+        super().__init__(message or f"the attributes do not satisfy the template: {named}")
         self.fields = fields
 
 

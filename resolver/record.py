@@ -29,12 +29,12 @@ class Record:
         return Record(self.handle, tuple(v for v in self.values if v.public_read or v.admin_read))
 
     def select(self, types: Collection[str] = (), indexes: Collection[int] = ()) -> Record:
-        """Values matching any filter; a type ending in '.' matches its sub-types too."""
+        """Values matching any filter (:func:`type_matches`): listed indexes, listed types."""
         if not types and not indexes:
             return self
         return Record(
             self.handle,
-            tuple(v for v in self.values if v.index in indexes or _type_matches(v.type, types)),
+            tuple(v for v in self.values if v.index in indexes or type_matches(v.type, types)),
         )
 
     def min_ttl(self) -> int | None:
@@ -44,12 +44,24 @@ class Record:
         return next((v for v in self.values if v.type == vtype), None)
 
 
-def _type_matches(vtype: str, filters: Iterable[str]) -> bool:
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def type_matches(vtype: str, filters: Iterable[str]) -> bool:
+    """Whether a value's type is asked for by a type filter (the one rule of every read path:
+    ``GET /api/handles/...?type=`` and the Handle protocol's resolution).
+
+    As the Handle.Net server compares them: without regard to ASCII case (``url`` asks for
+    ``URL``); ``T`` asks for the type ``T`` only, ``T.`` for ``T`` and its dotted sub-types
+    (``T.mobile``, ``T.a.b``), not for ``TX``.
+    """
+    folded = vtype.translate(_ASCII_UPPER)
     for wanted in filters:
+        wanted = wanted.translate(_ASCII_UPPER)
         if wanted.endswith("."):
-            if vtype == wanted[:-1] or vtype.startswith(wanted):
+            if folded == wanted[:-1] or folded.startswith(wanted):
                 return True
-        elif vtype == wanted:
+        elif folded == wanted:
             return True
     return False
 

@@ -34,12 +34,17 @@ def handle_error_body(code: int, handle: str | None, message: str) -> bytes:
 
 
 def error_response(request: Request, exc: IdnodeError) -> Response:
-    if request.url.path.startswith(HANDLE_API):
+    handle_api = request.url.path.startswith(HANDLE_API)
+    if handle_api and not isinstance(exc, node.TemplateViolation):
         body = handle_error_body(exc.response_code, request.path_params.get("handle"), exc.message)
     else:
         content: dict[str, object] = {"error": exc.name, "detail": exc.message}
         if isinstance(exc, node.TemplateViolation):
+            # The identifiers API's body on every door; the Handle API's fields as well.
             content["fields"] = exc.fields
+            if handle_api:
+                content = {"responseCode": exc.response_code, **content}
+                content["handle"] = request.path_params.get("handle")
         if isinstance(exc, node.BatchRejected):
             content["accepted"] = 0
             content["rejected"] = len(exc.results)

@@ -274,6 +274,7 @@ async def put(
             node_prefix=settings.node_prefix,
             indexes=indexes,
             overwrite=overwrite,
+            conform=True,
         )
     node.activity.registrations["api"] += created
     return _answer(record, status=201 if created else 200, pretty=pretty)
@@ -327,5 +328,6 @@ async def delete(
         principal=principal,
         node_prefix=node.settings.node_prefix,
         indexes=_indexes(index) or None,
+        conform=True,
     )
     return _answer(remaining or Record(str(parsed), ()), pretty=pretty)

@@ -25,10 +25,11 @@ from app.errors import (
     TemplateViolation,
 )
 from app.registry import catalog, clock
-from app.registry.handles import authorize_write, check_retry, new_record_values, owner_key
+from app.registry.conformance import taken_problem
+from app.registry.handles import authorize_write, new_record_values
+from app.registry.idempotency import check_retry, owner_key
 from app.registry.identifiers import (
     registration_fingerprint,
-    taken_problem,
     target_handle,
     url_problems,
     url_values,

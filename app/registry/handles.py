@@ -8,23 +8,20 @@ Who may write where:
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ADMIN_SUFFIX, Principal
 from app.errors import (
     AuthenticationRequired,
-    IdempotencyKeyReused,
-    InvalidRequest,
     PermissionDenied,
 )
-from app.registry import clock
+from app.registry import clock, conformance
+from app.registry.idempotency import earlier_mint, fingerprint
 from app.storage import enterprises as enterprise_repo
 from app.storage import grants as grants_repo
 from app.storage import handles as repo
@@ -114,6 +111,7 @@ async def put_record(
     overwrite: bool = True,
     history: bool = True,
     existing_only: bool = False,
+    conform: bool = False,
 ) -> tuple[Record, bool]:
     """Create or replace a record, or with ``indexes`` add/replace only those values.
 
@@ -123,6 +121,9 @@ async def put_record(
     Returns the stored record and whether it was created. Repeating the same request leaves
     the same record: values whose content did not change keep their timestamps.
     ``history=False``: no history entry (device liveness, rewritten every few seconds).
+    ``conform``: the values are raw Handle values from a client (the Handle REST API, the
+    Handle protocol): a record registered against a template must keep to it
+    (:func:`app.registry.conformance.conform`).
     """
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
@@ -141,6 +142,10 @@ async def put_record(
             raise HandleAlreadyExists(f"handle {name} already exists (overwrite=false)")
         else:
             merged = _with_admin(list(values), handle)
+        if conform:
+            merged = await conformance.conform(
+                session, name, merged, existing=existing or (), principal=principal
+            )
         final = _stamped(merged, existing or (), now)
         if existing is not None:
             await repo.replace(
@@ -291,58 +296,14 @@ async def mint_record(
         if earlier is not None:
             return earlier, False
     return await put_record(
-        session, handle, values, principal=principal, node_prefix=node_prefix, overwrite=False
+        session,
+        handle,
+        values,
+        principal=principal,
+        node_prefix=node_prefix,
+        overwrite=False,
+        conform=True,
     )
-
-
-async def earlier_mint(
-    session: AsyncSession, principal: Principal, *, key: str, handle: Handle, asked: str
-) -> Record | None:
-    """The record an earlier mint with this idempotency key created; None when this is the
-    first use of the key, which is then claimed for ``handle`` in this transaction.
-
-    ``asked`` is the :func:`fingerprint` of what the mint was asked: a retry must ask the
-    same, or it is refused with :class:`IdempotencyKeyReused` rather than answered with
-    another's result.
-    """
-    owner = owner_key(principal)
-    if not 0 < len(key) <= 200:
-        raise InvalidRequest("the idempotency key must be 1 to 200 characters")
-    await repo.lock_mints(session, owner=owner)
-    earlier = await repo.minted_for(session, owner=owner, key=key)
-    if earlier is None and not await repo.remember_mint(
-        session, owner=owner, key=key, handle=str(handle), fingerprint=asked, now=clock.now()
-    ):
-        earlier = await repo.minted_for(session, owner=owner, key=key)
-    if earlier is None:
-        return None
-    check_retry(key, earlier.handle, stored=earlier.fingerprint, asked=asked)
-    stored = await repo.lock(session, earlier.handle)
-    if stored is None:
-        raise HandleNotFound(f"idempotency key {key!r} minted {earlier.handle}, since deleted")
-    return Record(earlier.handle, values_from_stored(stored))
-
-
-def fingerprint(request: object) -> str:
-    """What a mint with an idempotency key was asked (JSON-like), as stored with the key:
-    the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def check_retry(key: str, handle: str, *, stored: str | None, asked: str) -> None:
-    """Refuse a request reusing ``key``, which minted ``handle``, for something else than
-    the request that first sent it. Keys stored without a fingerprint (before there was one)
-    are taken as retries."""
-    if stored is not None and stored != asked:
-        raise IdempotencyKeyReused(
-            f"idempotency key {key!r} was used by a different request (which created "
-            f"{handle}); send a new key with a new request"
-        )
-
-
-def owner_key(principal: Principal) -> str:
-    """Whose idempotency keys these are: the operator's, or one enterprise's."""
-    return "operator" if principal.is_operator else f"enterprise:{principal.enterprise_id}"
 
 
 async def delete_record(
@@ -352,8 +313,10 @@ async def delete_record(
     principal: Principal,
     node_prefix: str,
     indexes: Collection[int] | None = None,
+    conform: bool = False,
 ) -> Record | None:
-    """Delete the record, or with ``indexes`` only those values (returning what is left)."""
+    """Delete the record, or with ``indexes`` only those values (returning what is left;
+    ``conform`` as for :func:`put_record`: what is left must keep to its template)."""
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)
     stored = await repo.lock(session, name)
@@ -369,6 +332,10 @@ async def delete_record(
     if missing:
         raise ValuesNotFound(f"handle {name} has no value with index {missing[0]}")
     kept = [v for v in existing if v.index not in indexes]
+    if conform:
+        kept = await conformance.conform(
+            session, name, kept, existing=existing, principal=principal
+        )
     final = [value_json(v) for v in kept]
     await repo.replace(
         session, handle=name, values=final, now=now, actor=principal.actor, before=stored

@@ -15,28 +15,20 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import OPERATOR, Principal
-from app.errors import InvalidRequest, TemplateNotFound, TemplateViolation
-from app.registry import catalog
-from app.registry.handles import (
-    authorize_write,
-    can_read_restricted,
-    earlier_mint,
-    fingerprint,
-    put_record,
-)
+from app.auth import Principal
+from app.errors import InvalidRequest
+from app.registry import catalog, conformance
+from app.registry.conformance import claim_unique
+from app.registry.handles import authorize_write, can_read_restricted, put_record
+from app.registry.idempotency import earlier_mint, fingerprint
 from app.registry.template_definitions import Template
 from app.registry.templates import (
     TEMPLATE_INDEX,
-    Checked,
-    Claim,
     Problem,
     attributes_of,
     check,
     json_value,
-    template_reference,
 )
-from app.storage import attributes as claims_repo
 from app.storage import handles as repo
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle, parse_handle, parse_prefix
@@ -89,7 +81,7 @@ async def register(
             return Registered(earlier, await template_of(session, earlier), created=False)
     chosen = await catalog.find(session, principal, template)
     checked = check(chosen, attributes, visibility=visibility)
-    await _claim(session, checked, str(target), principal, url_problems(url))
+    await claim_unique(session, checked, str(target), principal, url_problems(url))
     values = [*checked.values, *url_values(url)]
     record, _ = await put_record(
         session, target, values, principal=principal, node_prefix=node_prefix, overwrite=False
@@ -174,7 +166,7 @@ async def change(
         visibility={**narrowed, **(visibility or {})},
         unchanged=[n for n in held if n not in attributes],
     )
-    await _claim(session, checked, str(target), principal, url_problems(url))
+    await claim_unique(session, checked, str(target), principal, url_problems(url))
     replaced = {TEMPLATE_INDEX, *(i.index for i in template.items)}
     if url is not UNSET:
         replaced.add(URL_INDEX)
@@ -209,51 +201,10 @@ def url_values(url: Any) -> tuple[HandleValue, ...]:
     return (HandleValue(index=URL_INDEX, type="URL", format="string", value=url),)
 
 
-async def _claim(
-    session: AsyncSession,
-    checked: Checked,
-    handle: str,
-    principal: Principal,
-    extra: list[Problem],
-) -> None:
-    """Claim every unique value for ``handle``; refuse with every problem found, at once."""
-    problems = [*checked.problems, *extra]
-    keys = {(c.template_id, c.item_name, c.value): c for c in checked.claims}
-    taken = await claims_repo.holders(session, list(keys))
-    problems += [
-        taken_problem(keys[k], holder, principal) for k, holder in taken.items() if holder != handle
-    ]
-    if problems:
-        raise TemplateViolation(problems)
-    # A fixed order, so two writers claiming the same values cannot deadlock.
-    for key in sorted(keys):
-        holder = await claims_repo.claim(session, key, handle=handle, index=keys[key].index)
-        if holder is not None:
-            problems.append(taken_problem(keys[key], holder, principal))
-    if problems:
-        raise TemplateViolation(problems)
-
-
-def taken_problem(claim: Claim, holder: str, principal: Principal) -> Problem:
-    # Name the holder only to a caller who may write it; others learn only that it is taken.
-    owner = holder.partition("/")[0]
-    where = f" by {holder}" if principal.is_operator or principal.owns(owner) else ""
-    return {
-        "name": claim.item_name,
-        "message": f"{claim.value!r} is already registered{where}; it must be unique in "
-        f"template {claim.template_id}",
-    }
-
-
 async def template_of(session: AsyncSession, record: Record) -> Template | None:
-    """The template (version) a record was registered against, when it is on this node."""
-    reference = template_reference(record.values)
-    if reference is None:
-        return None
-    try:
-        return await catalog.find(session, OPERATOR, reference)
-    except TemplateNotFound:  # written through the Handle API naming an unknown template
-        return None
+    """The template (version) a record was registered against, when it is on this node
+    (one written through the Handle API may name a template this node does not have)."""
+    return await conformance.template_of(session, record.values)
 
 
 async def identifier_view(

@@ -145,7 +145,8 @@ class HandleListener:
         self, udp: asyncio.DatagramTransport, address: Any, envelope: Envelope, request: Message
     ) -> None:
         try:
-            response = await self._operations.answer(request, Session())
+            session = Session(address=str(address[0]))
+            response = await self._operations.answer(request, session)
             _send_udp(udp, address, envelope, response.pack())
         finally:
             self._datagrams -= 1
@@ -176,6 +177,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        peer = self._transport.get_extra_info("peername")
+        self.session.address = str(peer[0]) if peer else None
         self._listener.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -18,7 +18,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
-from app.auth import ADMIN_SUFFIX, ANONYMOUS, Principal, authenticate, enterprise_holding
+from app.auth import (
+    ADMIN_SUFFIX,
+    ANONYMOUS,
+    Principal,
+    authenticate,
+    claimed,
+    enterprise_holding,
+)
 from app.errors import AuthenticationFailed
 from app.node import Node
 from app.registry import handles as service
@@ -64,6 +71,7 @@ READY_LIFETIME = 600  # seconds a ready answer is reused (its expiration stays w
 MAX_READY = 10_000
 _OPCODE_FLAGS_LENGTH = struct.Struct(">i4xI8xI")  # header: opcode, flags, body length
 CHANNEL = "handle"
+TOKEN_USER = "TOKEN"  # noqa: S105 - a user name: log in with a bearer token as the password
 # Codes of the node's errors the CAICT SDK does not know, as codes it does: "not logged in"
 # is its LOGIN_FIRST; "not responsible" (301) would make it throw "unknown response code".
 WIRE_CODES = {402: RC_LOGIN_FIRST, 301: RC_ERROR}
@@ -86,6 +94,7 @@ class Session:
 
     principal: Principal = ANONYMOUS
     identity: str | None = None  # the admin handle that logged in
+    address: str | None = None  # the client's IP address (failed logins are throttled by it)
     challenge: Challenge | None = None
     session_id: int = 0  # of the request being answered (the answer's envelope echoes it)
 
@@ -176,8 +185,10 @@ class Operations:
         privileged = not public_only and await self._may_read_restricted(session, handle)
         record = history.visible(entry.record(), privileged=privileged)
         if query.indexes or query.types:
-            # A Handle type filter also matches the type's dotted sub-types.
-            record = record.select([t + "." for t in query.types], query.indexes)
+            # Over the Handle protocol a type also asks for its dotted sub-types (``URL`` for
+            # ``URL.mobile``), as CAICT's SDK expects; case does not matter (type_matches).
+            families = [t if t.endswith(".") else t + "." for t in query.types]
+            record = record.select(families, query.indexes)
             if not record.values:
                 raise ValuesNotFound(f"no value of {handle} matches the filters")
         body = bodies.pack_records(str(handle), record.values)
@@ -194,18 +205,29 @@ class Operations:
     # --- logins ---
 
     async def _login(self, request: Message, session: Session) -> tuple[int, bytes]:
-        """Password login: ``<prefix>/ADMIN`` (or ``300:<prefix>/ADMIN``) and the enterprise
-        secret, checked exactly as HTTP Basic credentials are."""
+        """Password login, checked exactly as the same credentials over HTTP: user
+        ``<prefix>/ADMIN`` (or ``300:<prefix>/ADMIN``) with the enterprise secret (HTTP Basic),
+        or user ``TOKEN`` with a bearer token (a reader token, an enterprise's token, the
+        operator's) as the password. Failures count towards the same throttle as HTTP's."""
         query = bodies.Query.read(request.body)
-        if len(query.types) != 1:
+        if len(query.types) != 1 or not query.types[0]:
             return RC_AUTHENTICATION_FAILED, bodies.pack_error("send the password as one type")
         user, password = query.handle, query.types[0]
-        basic = base64.b64encode(f"{quote(user, safe='')}:{password}".encode()).decode()
+        if user.upper() == TOKEN_USER:
+            header = f"Bearer {password}"
+        else:
+            header = (
+                "Basic " + base64.b64encode(f"{quote(user, safe='')}:{password}".encode()).decode()
+            )
+        attempts, credential = self._node.attempts, claimed(header)
+        attempts.check(CHANNEL, address=session.address, credential=credential)
         try:
             async with self._node.database.read_session() as db:
-                principal = await authenticate(db, f"Basic {basic}", operator_token=None)
+                principal = await authenticate(db, header, operator_token=self._node.operator_token)
         except AuthenticationFailed as exc:
-            log.info("auth.failed", extra={"channel": CHANNEL, "reason": exc.message})
+            attempts.failed(
+                CHANNEL, address=session.address, credential=credential, reason=exc.message
+            )
             return RC_AUTHENTICATION_FAILED, bodies.pack_error(exc.message)
         session.principal, session.identity = principal, user.rpartition(":")[2]
         return RC_SUCCESS, bodies.pack_login_answer(session.identity)
@@ -279,6 +301,7 @@ class Operations:
                 principal=session.principal,
                 node_prefix=self._prefix,
                 overwrite=False,
+                conform=True,
             )
         self._node.activity.registrations[CHANNEL] += created
         return RC_SUCCESS, b""
@@ -305,6 +328,7 @@ class Operations:
                 indexes=indexes,
                 overwrite=overwrite,
                 existing_only=overwrite,
+                conform=True,
             )
         return RC_SUCCESS, b""
 
@@ -315,7 +339,12 @@ class Operations:
             raise ValuesNotFound("name at least one index to remove")
         async with self._writing() as db:
             await service.delete_record(
-                db, handle, principal=session.principal, node_prefix=self._prefix, indexes=indexes
+                db,
+                handle,
+                principal=session.principal,
+                node_prefix=self._prefix,
+                indexes=indexes,
+                conform=True,
             )
         return RC_SUCCESS, b""
 

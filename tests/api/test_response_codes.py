@@ -389,6 +389,9 @@ FILTERED_RECORD = [
         ({"type": "EMAIL."}, [2, 3]),
         ({"type": "HS_ADMIN", "index": 3}, [3, HS_ADMIN_INDEX]),
         ({"index": [1, 99]}, [1]),
+        ({"type": "url"}, [1]),
+        ({"type": "email."}, [2, 3]),
+        ({"type": ["Email.Work", "desc"]}, [3, 5]),
     ],
     ids=[
         "one-type",
@@ -400,6 +403,9 @@ FILTERED_RECORD = [
         "subtypes",
         "admin-and-index",
         "one-index-missing",
+        "any-case",
+        "any-case-subtypes",
+        "any-case-repeated",
     ],
 )
 async def test_filters_return_values_matching_any(

@@ -151,7 +151,14 @@ async def test_search_follows_writes_through_the_handle_api(client: httpx.AsyncC
     removed = await client.delete(
         f"/api/handles/{handle}", params={"index": 2000}, headers=bearer(maker)
     )
-    assert removed.status_code == 200
+    assert removed.status_code == 422  # traceCode is required by the template
+    changed = await client.put(
+        f"/api/handles/{handle}",
+        params={"index": 2000},
+        json=[{"index": 2000, "type": "traceCode", "data": unit("x", 2)["traceCode"]}],
+        headers=bearer(maker),
+    )
+    assert changed.status_code == 200, changed.text
     reused = await register(client, maker, unit("202603B", 1))  # its traceCode is free again
     assert (await search(client, **{"attr.traceCode": unit("x", 1)["traceCode"]}))["items"] == [
         (await client.get(f"/api/v1/identifiers/{reused}")).json()

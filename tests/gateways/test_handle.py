@@ -75,6 +75,10 @@ async def test_resolution_filters_by_index_or_type_and_subtypes(node: NativeNode
             2,
             3,
         }
+        # Types match without regard to case (as the Handle.Net server compares them).
+        assert set(by_index(await client.resolve(handle, types=["url"]))) == {1, 2}
+        assert set(by_index(await client.resolve(handle, types=["Url.BACKUP"]))) == {2}
+        assert set(by_index(await client.resolve(handle, types=["URL."]))) == {1, 2}
         nothing = await client.resolve(handle, types=["NOPE"])
         assert nothing.code == RC_VALUES_NOT_FOUND
         missing = await client.resolve(f"{dairy['prefix']}/NO-SUCH")

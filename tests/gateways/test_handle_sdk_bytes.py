@@ -138,3 +138,34 @@ async def test_the_sdk_s_challenge_answer_replayed_on_another_connection_is_refu
         writer.close()
     assert (refused.opcode, refused.response_code) == (2001, 405)  # not this challenge
     assert create.response_code == 408  # still not logged in
+
+
+async def test_the_sdk_s_dsa_key_login_signs_with_sha1_and_the_node_verifies_it(
+    node: NativeNode,
+) -> None:
+    """The 2.0.3 SDK signs a DSA challenge with SHA1withDSA (Java allows SHA-1 only with a
+    160-bit q, i.e. DSA-1024 keys); the node checks that signature as it does RSA's."""
+    captured = session("sdk-2.0.3-dsa-key-session.json")
+    steps = {step["step"]: step for step in captured["steps"]}
+    assert steps["challenge-answer"]["sdk_saw_response_code"] == 1
+    dairy = await create_enterprise(node.http)
+    published = await node.http.post(
+        f"/api/v1/enterprises/{dairy['prefix']}/public-keys",
+        json={"publicKey": captured["public_key"]},
+        headers=bearer(dairy),
+    )
+    assert published.status_code == 201, published.text
+    assert published.json()["algorithm"] == "DSA"
+    answer = bodies.ChallengeAnswer.read(
+        read_message(bytes.fromhex(steps["challenge-answer"]["request"])[ENVELOPE_SIZE:]).body
+    )
+    assert (answer.handle, answer.index, answer.hash_id) == ("88.999.1/ADMIN", 302, "SHA1")
+    key = public_keys.parse_pem(captured["public_key"])
+    then = captured["challenge"]
+    signed = bytes.fromhex(then["nonce"]) + bytes.fromhex(then["digest"])
+    assert public_keys.verifies(key, answer.hash_id, answer.signature, signed)
+    assert not public_keys.verifies(key, answer.hash_id, answer.signature, b"\0" * 16 + signed[16:])
+    login = bytes.fromhex(steps["key-login"]["request"])
+    own = read_message(login[ENVELOPE_SIZE:])
+    own_digest = hashlib.sha256(login[ENVELOPE_SIZE : ENVELOPE_SIZE + 24 + len(own.body)])
+    assert then["digest"] == own_digest.hexdigest()

@@ -44,6 +44,11 @@ def test_select_without_filters_is_the_whole_record() -> None:
         (["EMAIL.work"], [], [3]),
         (["EMAIL."], [], [2, 3, 5]),  # 'EMAIL.' matches EMAIL and EMAIL.*, not EMAILX
         (["EMAIL.work."], [], [3, 5]),
+        # types compare without regard to ASCII case, as the Handle.Net server does
+        (["url"], [], [1]),
+        (["email."], [], [2, 3, 5]),
+        (["Email.WORK"], [], [3]),
+        (["hs_admin"], [], [100]),
         (["EMAILX"], [], [4]),
         (["NOPE"], [], []),
         (["NOPE."], [], []),
@@ -74,6 +79,13 @@ def test_email_dot_does_not_match_emailx() -> None:
     matched = {v.type for v in RECORD.select(["EMAIL."]).values}
     assert matched == {"EMAIL", "EMAIL.work", "EMAIL.work.night"}
     assert "EMAILX" not in matched
+
+
+def test_only_ascii_letters_fold() -> None:
+    record = Record("88.999.1/X", (hv(1, "STRASSE", "a"), hv(2, "straße", "b"), hv(3, "ÉTAT", "c")))
+    assert indexes(record.select(["straße"])) == [2]  # not "STRASSE" (no Unicode folding)
+    assert indexes(record.select(["état"])) == []
+    assert indexes(record.select(["ÉTAT"])) == [3]
 
 
 # --- views ---

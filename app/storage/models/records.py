@@ -37,7 +37,7 @@ class HandleRow(Base):
 class IdempotencyKey(Base):
     """The identifier a mint with this key produced, so a retried mint returns it again;
     ``fingerprint`` (SHA-256 of the request) tells a retry from another request reusing the
-    key (None for keys remembered before it was kept, and for bulk loads)."""
+    key (None for keys remembered before it was kept, which count as retries)."""
 
     __tablename__ = "idempotency_keys"
 
