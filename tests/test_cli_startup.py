@@ -23,6 +23,8 @@ from tests.conftest import (
 )
 from tests.test_cli import IDNODE
 
+# Every test runs the console script in a subprocess (seconds each: it imports the whole node).
+pytestmark = pytest.mark.slow
 TIMEOUT = 60
 
 
@@ -48,7 +50,6 @@ def idnode(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_a_second_node_on_a_taken_port_stops_at_once(tmp_path: Path, server: str) -> None:
     env = {

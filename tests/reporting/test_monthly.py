@@ -50,6 +50,7 @@ async def put(client: httpx.AsyncClient, enterprise: dict[str, Any], suffix: str
     assert answer.status_code in {200, 201}, answer.text
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 async def test_a_month_counts_only_its_own_changes(
     app: Any, client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +121,7 @@ async def test_a_month_counts_only_its_own_changes(
     assert "5 registered, 0 updated, 1 deleted" in text.stdout
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 @pytest.mark.parametrize("month", ["2026-13", "2026-3", "March", "2026-00", ""])
 def test_a_bad_month_is_refused_with_exit_2(
     month: str, database_urls: dict[str, str], tmp_path: Path
@@ -130,6 +132,7 @@ def test_a_bad_month_is_refused_with_exit_2(
     assert "YYYY-MM" in done.stderr
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 async def test_the_report_goes_to_a_file(app: Any, settings: Settings, tmp_path: Path) -> None:
     target = tmp_path / "2026-03.json"
     done = idnode(settings, "--month", "2026-03", "--format", "json", "--output", str(target))
