@@ -245,6 +245,13 @@ class Settings(DeviceSettings):
         description="Seconds each process's statistics sample (resolutions, errors, uptime) "
         "covers; one statistics event per interval goes to the top-level node.",
     )
+    report_stats_flush: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between writes of each process's running statistics sample "
+        "while it counts something new, so `idnode report monthly` on a running node is at "
+        "most this far behind.",
+    )
     outbox_retention_days: float = Field(
         30.0, ge=0, description="Days delivered events are kept before they are pruned."
     )

@@ -113,20 +113,35 @@ def data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["XDG_DATA_HOME"] = previous
 
 
+class _Databases(dict[str, str]):
+    """One migrated database per backend for the whole run, each made when a test first asks
+    for it (a run of SQLite tests only never creates or migrates a PostgreSQL database)."""
+
+    def __init__(self, sqlite_file: Path) -> None:
+        super().__init__()
+        self.sqlite_file = sqlite_file
+        self.pg_name: str | None = None
+
+    def __missing__(self, backend: str) -> str:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{self.sqlite_file}"
+        elif backend == "postgresql" and _port_open("127.0.0.1", 5432):
+            self.pg_name = f"idnode_test_{os.getpid()}"
+            url = asyncio.run(_create_pg_database(self.pg_name))
+        else:
+            raise KeyError(backend)
+        migrate_database(Settings(database_url=url))  # sync: Alembic runs its own loop
+        self[backend] = url
+        return url
+
+
 @pytest.fixture(scope="session")
 def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One migrated database per backend for the whole run (sync: Alembic runs its own loop)."""
-    sqlite_file = tmp_path_factory.mktemp("sqlite") / "idnode.db"
-    urls = {"sqlite": f"sqlite+aiosqlite:///{sqlite_file}"}
-    pg_name = None
-    if _port_open("127.0.0.1", 5432):
-        pg_name = f"idnode_test_{os.getpid()}"
-        urls["postgresql"] = asyncio.run(_create_pg_database(pg_name))
-    for url in urls.values():
-        migrate_database(Settings(database_url=url))
+    """One migrated database per backend for the whole run, made on first use."""
+    urls = _Databases(tmp_path_factory.mktemp("sqlite") / "idnode.db")
     yield urls
-    if pg_name:
-        asyncio.run(_drop_pg_database(pg_name))
+    if urls.pg_name:
+        asyncio.run(_drop_pg_database(urls.pg_name))
 
 
 @pytest.fixture(params=BACKENDS)

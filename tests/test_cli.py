@@ -32,6 +32,8 @@ from tests.conftest import (
 )
 from tests.gateways.conftest import require_mosquitto
 
+# Every test runs the console script in a subprocess (seconds each: it imports the whole node).
+pytestmark = pytest.mark.slow
 IDNODE = Path(sys.executable).with_name("idnode")
 TIMEOUT = 120
 TOKEN_WORD = re.compile(r"[A-Za-z0-9_\-]{32,}")
@@ -253,7 +255,6 @@ def test_operator_token_needs_rotate(cli: Cli) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.slow
 def test_rotated_operator_token_works_on_a_node(cli: Cli) -> None:
     yili = cli.json("enterprise", "create", "Yili Dairy")
     token = cli.ok("operator-token", "--rotate").strip()
@@ -289,7 +290,6 @@ def test_rotated_operator_token_works_on_a_node(cli: Cli) -> None:
     assert newer not in log
 
 
-@pytest.mark.slow
 def test_serve_prints_the_operator_token_on_first_start_only(cli: Cli) -> None:
     first = cli.node()
     first.start()

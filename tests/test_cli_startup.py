@@ -3,9 +3,13 @@ in one line that says what is wrong and what to do, and a non-zero exit, never a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,8 @@ from tests.conftest import (
 )
 from tests.test_cli import IDNODE
 
+# Every test runs the console script in a subprocess (seconds each: it imports the whole node).
+pytestmark = pytest.mark.slow
 TIMEOUT = 60
 
 
@@ -44,7 +50,6 @@ def idnode(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_a_second_node_on_a_taken_port_stops_at_once(tmp_path: Path, server: str) -> None:
     env = {
@@ -179,3 +184,50 @@ def test_every_command_finds_the_node_whatever_folder_it_runs_in(tmp_path: Path)
     assert migrated.returncode == 0, migrated.stderr
     assert str(chosen / "idnode.db") in migrated.stdout
     assert (chosen / "idnode.db").exists()
+
+
+@pytest.fixture(params=["immutable file", "read-only mount"])
+def read_only_sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A SQLite database no one may write, root included (the tests run as root in CI): a
+    file marked immutable (chattr +i), or a folder bind-mounted read-only."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    file = folder / "idnode.db"
+    with contextlib.closing(sqlite3.connect(file)) as db:
+        db.execute("CREATE TABLE kept (x)")
+        db.commit()
+    if request.param == "immutable file":
+        undo = ["chattr", "-i", str(file)]
+        made = _run("chattr", "+i", str(file))
+    else:
+        undo = ["umount", str(folder)]
+        made = _run("mount", "--bind", "-o", "ro", str(folder), str(folder))
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a {request.param} here: {made.stderr.strip()}")
+    try:
+        yield file
+    finally:
+        _run(*undo)
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which(command[0]) is None:
+        return subprocess.CompletedProcess(command, 127, "", f"{command[0]} is not installed")
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+@pytest.mark.parametrize("command", [("serve", "--no-broker"), ("migrate",)], ids=" ".join)
+def test_a_read_only_sqlite_file_is_refused_even_for_root(
+    tmp_path: Path, read_only_sqlite: Path, command: tuple[str, ...]
+) -> None:
+    """Permission checks pass for root whatever the mode; SQLite still cannot write an
+    immutable file or a read-only mount. The node must not start serving and then log
+    "attempt to write a readonly database" on every write."""
+    url = f"sqlite+aiosqlite:///{read_only_sqlite}"
+    port = ("--port", str(free_port())) if command[0] == "serve" else ()
+    error = one_line_error(idnode(tmp_path, *command, *port, database_url=url))
+    assert str(read_only_sqlite) in error
+    if os.statvfs(read_only_sqlite).f_flag & os.ST_RDONLY:
+        assert "read-only file system" in error
+    else:
+        assert f"chattr -i {read_only_sqlite}" in error

@@ -48,7 +48,8 @@ async def register_batch(
     ] = False,
 ) -> StreamingResponse:
     """Each item is the body of one ``POST /api/v1/identifiers`` and is checked the same
-    way; one result per item in order, ``{"line", "handle", "created"}`` or ``{"line",
+    way; one result per item in order, ``{"line", "handle", "created", "attributes"}`` (the
+    attributes by name, typed as the single registration answers them) or ``{"line",
     "error", "detail", "fields"}``. Without ``atomic`` accepted items are written in chunks
     of 10,000 whatever happens to the others; with ``atomic=true`` a single rejected item
     means nothing is written (422 ``BatchRejected`` listing the rejected items)."""

@@ -17,8 +17,10 @@ router = APIRouter(prefix="/api/v1/identifiers", tags=["History and traceability
 @router.get("/{handle:handle}/history")
 async def history_of(handle: str, node: NodeDep, principal: CallerDep) -> dict[str, Any]:
     """Every create, update and delete of the identifier, oldest first: who, when, which
-    indexes changed, and the values after the change (for a delete: the values it had). Values
-    the caller may not read are left out, and so are changes that touched only those."""
+    indexes changed, and the values after the change (for a delete: the values it had), with
+    the template attributes among them typed as ``GET /api/v1/identifiers/{handle}`` shows
+    them. Values the caller may not read are left out, and so are changes that touched only
+    those."""
     parsed = parse_handle(handle)
     async with node.database.read_session() as session:
         changes = await history.history_of(session, parsed, principal=principal)
@@ -42,8 +44,9 @@ async def trace_of(
     ] = trace.DEFAULT_DEPTH,
 ) -> dict[str, Any]:
     """Walk the references between identifiers (unit -> case -> pallet, raw batch -> product
-    batch) breadth first, each identifier once, at most ``MAX_NODES`` of them; references in
-    values the caller may not read are not followed."""
+    batch) breadth first, each identifier once, at most ``MAX_NODES`` of them, each with its
+    values and typed template attributes; references in values the caller may not read are
+    not followed."""
     parsed = parse_handle(handle)
     async with node.database.read_session() as session:
         walked = await trace.trace(

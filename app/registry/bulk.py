@@ -2,7 +2,8 @@
 ``POST /api/v1/identifiers`` is (same shape, same :func:`check`, same authorization), written
 set-based through ``app/storage/handles.py: insert_many``.
 
-Every item gets a result in the order sent: ``{"line", "handle", "created"}`` or
+Every item gets a result in the order sent: ``{"line", "handle", "created", "attributes"}``
+(the attributes typed by :func:`json_attributes`, from the values just checked: no query) or
 ``{"line", "error", "detail", "fields"}``; one bad item never stops the others.
 """
 
@@ -35,13 +36,14 @@ from app.registry.identifiers import (
     url_values,
 )
 from app.registry.template_definitions import Template
-from app.registry.templates import Claim, Problem, check
+from app.registry.templates import Claim, Problem, check, json_attributes, template_reference
 from app.storage import handles as repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, check_new
 from resolver.text import first_problem
+from resolver.values import values_from_stored
 
 Result = dict[str, Any]
 MAX_KEY = 200
@@ -77,6 +79,7 @@ class _Row:
     claims: tuple[Claim, ...]
     key: str | None
     asked: str | None  # the request's fingerprint, with a key
+    attributes: dict[str, Any]  # as the JSON types the template declares
 
 
 def error_result(line: int, exc: IdnodeError) -> Result:
@@ -84,8 +87,14 @@ def error_result(line: int, exc: IdnodeError) -> Result:
     return {"line": line, "error": exc.name, "detail": exc.message, "fields": fields}
 
 
-def created_result(line: int, handle: str, *, created: bool = True) -> Result:
-    return {"line": line, "handle": handle, "created": created}
+def created_result(
+    line: int, handle: str, attributes: dict[str, Any] | None, *, created: bool = True
+) -> Result:
+    """An item registered now or by an earlier call, with its attributes when known."""
+    result: Result = {"line": line, "handle": handle, "created": created}
+    if attributes is not None:
+        result["attributes"] = attributes
+    return result
 
 
 async def register_chunk(
@@ -121,8 +130,10 @@ async def prepare_chunk(session: AsyncSession, batch: Batch, items: Sequence[Ite
             await asyncio.sleep(0)
         try:
             prepared = await _prepare(session, batch, item, position, earlier, now)
-            if isinstance(prepared, str):
-                results[position] = created_result(item.line, prepared, created=False)
+            if isinstance(prepared, Earlier):
+                results[position] = created_result(
+                    item.line, prepared.handle, prepared.attributes, created=False
+                )
                 continue
             seen.admit(prepared)
         except ServiceUnavailable:
@@ -193,7 +204,9 @@ class _Seen:
         first = self.repeats[row.position]
         answered = results[first.position]
         if answered is not None and "handle" in answered:
-            return created_result(row.line, answered["handle"], created=False)
+            return created_result(
+                row.line, answered["handle"], answered.get("attributes"), created=False
+            )
         return error_result(
             row.line,
             InvalidRequest(
@@ -205,7 +218,7 @@ class _Seen:
 
 def _outcome(row: _Row, inserted: repo.Inserted, principal: Principal) -> Result:
     if row.handle in inserted.created:
-        return created_result(row.line, row.handle)
+        return created_result(row.line, row.handle, row.attributes)
     clashes = inserted.clashes.get(row.handle)
     if clashes:
         by_key = {(c.template_id, c.item_name, c.value): c for c in row.claims}
@@ -219,10 +232,10 @@ async def _prepare(
     batch: Batch,
     item: Item,
     position: int,
-    earlier: Mapping[str, repo.Minted],
+    earlier: Mapping[str, Earlier],
     now: datetime,
-) -> _Row | str:
-    """The row to write, or the handle an earlier call with its idempotency key created."""
+) -> _Row | Earlier:
+    """The row to write, or what an earlier call with its idempotency key created."""
     if item.unreadable is not None:
         raise InvalidRequest(item.unreadable)
     body = _request(item.body)
@@ -240,9 +253,9 @@ async def _prepare(
             url=body.get("url"),
         )
         if key in earlier:
-            minted, stored = earlier[key]
-            check_retry(key, minted, stored=stored, asked=asked)
-            return minted
+            found = earlier[key]
+            check_retry(key, found.handle, stored=found.fingerprint, asked=asked)
+            return found
     template = await _template(session, batch, body["template"])
     checked = check(template, body.get("attributes") or {}, visibility=body.get("visibility"))
     problems: list[Problem] = [*checked.problems, *url_problems(body.get("url"))]
@@ -256,7 +269,8 @@ async def _prepare(
         values=new_record_values(target, values, now),
         claims=tuple(((c.template_id, c.item_name, c.value), c.index) for c in checked.claims),
     )
-    return _Row(position, item.line, handle, record, checked.claims, key, asked)
+    attributes = json_attributes(template, checked.values)
+    return _Row(position, item.line, handle, record, checked.claims, key, asked, attributes)
 
 
 _SHAPE: dict[str, tuple[type, ...]] = {
@@ -330,11 +344,21 @@ async def _template(session: AsyncSession, batch: Batch, reference: str) -> Temp
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """An identifier an earlier call created with the same idempotency key."""
+
+    handle: str
+    fingerprint: str | None  # of the request that created it (None: kept before fingerprints)
+    attributes: dict[str, Any] | None
+
+
 async def _earlier_mints(
     session: AsyncSession, batch: Batch, items: Sequence[Item]
-) -> dict[str, repo.Minted]:
-    """Idempotency keys of this chunk already used by earlier calls: key -> their handle and
-    request fingerprint (a key whose identifier was deleted since counts as unused)."""
+) -> dict[str, Earlier]:
+    """Idempotency keys of this chunk already used by earlier calls: key -> what they
+    created, with the fingerprint of the request that did (a key whose identifier was deleted
+    since counts as unused)."""
     keys = [
         k
         for item in items
@@ -347,8 +371,26 @@ async def _earlier_mints(
     owner = owner_key(batch.principal)
     await repo.lock_mints(session, owner=owner)  # until the chunk has recorded its keys
     minted = await repo.minted_many(session, owner=owner, keys=keys)
-    alive = set(await repo.stored_handles(session, [h for h, _ in minted.values()]))
-    return {k: m for k, m in minted.items() if m[0] in alive}
+    alive = await repo.stored_many(session, [h for h, _ in minted.values()])
+    return {
+        k: Earlier(h, asked, await _attributes_held(session, batch, h, alive[h]))
+        for k, (h, asked) in minted.items()
+        if h in alive
+    }
+
+
+async def _attributes_held(
+    session: AsyncSession, batch: Batch, handle: str, stored: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    values = values_from_stored(stored)
+    reference = template_reference(values)
+    if reference is None:
+        return None
+    try:
+        template = await _template(session, batch, reference)
+    except NodeError:
+        return None
+    return json_attributes(template, values)
 
 
 async def _remember_keys(

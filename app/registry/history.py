@@ -21,6 +21,8 @@ from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import clock
 from app.registry.handles import can_read_restricted
+from app.registry.identifiers import TemplatesOf, attributes_view
+from app.registry.template_definitions import Template
 from app.storage import history as repo
 from app.storage.models import HistoryEntry
 from resolver.errors import HandleNotFound
@@ -75,6 +77,7 @@ class Change:
     actor: str
     changed: list[int]
     record: Record
+    template: Template | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,7 @@ class Change:
             "at": clock.as_utc(self.at).isoformat(),
             "actor": self.actor,
             "changed": self.changed,
+            "attributes": attributes_view(self.record, self.template),
             "values": [value_json(v) for v in self.record.values],
         }
 
@@ -101,10 +105,12 @@ async def history_of(
     if not entries:
         raise HandleNotFound(f"handle {handle} has no history on this node")
     privileged = await can_read_restricted(session, principal, handle)
-    return _changes(entries, privileged=privileged)
+    return await _changes(entries, privileged=privileged, templates=TemplatesOf(session))
 
 
-def _changes(entries: Sequence[HistoryEntry], *, privileged: bool) -> list[Change]:
+async def _changes(
+    entries: Sequence[HistoryEntry], *, privileged: bool, templates: TemplatesOf
+) -> list[Change]:
     changes: list[Change] = []
     shown_before: set[int] = set()
     for entry in entries:
@@ -124,6 +130,7 @@ def _changes(entries: Sequence[HistoryEntry], *, privileged: bool) -> list[Chang
                 actor=entry.actor,
                 changed=changed,
                 record=record,
+                template=await templates(record),
             )
         )
     return changes

@@ -28,6 +28,7 @@ from app.registry.templates import (
     attributes_of,
     check,
     json_value,
+    template_reference,
 )
 from app.storage import handles as repo
 from resolver.errors import HandleNotFound
@@ -207,6 +208,22 @@ async def template_of(session: AsyncSession, record: Record) -> Template | None:
     return await conformance.template_of(session, record.values)
 
 
+class TemplatesOf:
+    """The templates of the records one answer shows, each looked up once."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.found: dict[str | None, Template | None] = {}
+
+    async def __call__(self, record: Record | None) -> Template | None:
+        if record is None:
+            return None
+        reference = template_reference(record.values)
+        if reference not in self.found:
+            self.found[reference] = await template_of(self.session, record)
+        return self.found[reference]
+
+
 async def identifier_view(
     session: AsyncSession, record: Record, template: Template | None, principal: Principal
 ) -> dict[str, Any]:
@@ -229,13 +246,21 @@ async def identifier_view(
         "version": template.version,
         "title": {"zh": template.title_zh, "en": template.title_en},
     }
-    held = attributes_of(template, view.values)
-    out["attributes"] = {
+    out["attributes"] = attributes_view(view, template)
+    return out
+
+
+def attributes_view(record: Record, template: Template | None) -> dict[str, Any]:
+    """The template attributes ``record`` holds, by name, each with its value as the JSON type
+    its item declares and its labels: how every read path of the API shows them."""
+    if template is None:
+        return {}
+    held = attributes_of(template, record.values)
+    return {
         item.name: attribute_view(item.index, held[item.name], template)
         for item in template.items
         if item.name in held
     }
-    return out
 
 
 def attribute_view(index: int, value: HandleValue, template: Template) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from app.auth import Principal
 from app.errors import InvalidRequest, TemplateViolation
 from app.registry import catalog
 from app.registry.handles import can_read_restricted
-from app.registry.identifiers import identifier_view, template_of
+from app.registry.identifiers import TemplatesOf, identifier_view
 from app.registry.template_definitions import Template
-from app.registry.templates import canonical_text, template_reference
+from app.registry.templates import canonical_text
 from app.storage import attributes as repo
 from app.storage import handles as handles_repo
 from resolver.errors import InvalidHandle
@@ -101,16 +101,13 @@ async def _page(
     session: AsyncSession, principal: Principal, handles: list[str], cursor: str | None
 ) -> Page:
     stored = await handles_repo.stored_many(session, handles)
-    templates: dict[str | None, Template | None] = {}
+    templates = TemplatesOf(session)
     items = []
     for handle in handles:
         if handle not in stored:
             continue
         record = Record(handle, values_from_stored(stored[handle]))
-        reference = template_reference(record.values)
-        if reference not in templates:
-            templates[reference] = await template_of(session, record)
-        items.append(await identifier_view(session, record, templates[reference], principal))
+        items.append(await identifier_view(session, record, await templates(record), principal))
     return Page(items, cursor)
 
 

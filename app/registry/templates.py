@@ -347,6 +347,17 @@ def attributes_of(template: Template, values: Collection[HandleValue]) -> dict[s
     }
 
 
+def json_attributes(template: Template, values: Collection[HandleValue]) -> dict[str, Any]:
+    """The attribute values a record holds by item name, each as the JSON type its item
+    declares (:func:`json_value`): what a batch result carries."""
+    by_index = {v.index: v for v in values}
+    return {
+        item.name: json_value(item, held.value)
+        for item in template.items
+        if (held := by_index.get(item.index)) is not None and held.type == item.name
+    }
+
+
 def template_reference(values: Collection[HandleValue]) -> str | None:
     """The ``<id>@<version>`` a record was registered against, if any."""
     for v in values:

@@ -22,6 +22,8 @@ from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry.handles import can_read_restricted
 from app.registry.history import visible
+from app.registry.identifiers import TemplatesOf, attributes_view
+from app.registry.template_definitions import Template
 from app.storage import handles as handles_repo
 from app.storage import history as history_repo
 from resolver.errors import HandleNotFound
@@ -40,12 +42,14 @@ class Node:
     handle: str
     depth: int
     record: Record | None  # None: referenced, but not held on this node
+    template: Template | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "handle": self.handle,
             "depth": self.depth,
             "found": self.record is not None,
+            "attributes": attributes_view(self.record, self.template) if self.record else {},
             "values": [value_json(v) for v in self.record.values] if self.record else [],
         }
 
@@ -83,6 +87,10 @@ class _Walk:
     def __init__(self, session: AsyncSession, principal: Principal) -> None:
         self.session = session
         self.principal = principal
+        self.templates = TemplatesOf(session)
+
+    async def node(self, handle: str, depth: int, record: Record | None) -> Node:
+        return Node(handle, depth, record, await self.templates(record))
 
     async def views(self, names: list[str]) -> dict[str, Record]:
         """What the caller reads of each of ``names`` held here (absent ones are left out)."""
@@ -130,7 +138,7 @@ async def trace(
     level = await walk.views([root])
     if root not in level:
         raise HandleNotFound.of(root)
-    result = Trace(root, direction, depth, nodes=[Node(root, 0, level[root])])
+    result = Trace(root, direction, depth, nodes=[await walk.node(root, 0, level[root])])
     seen = {root}
     for distance in range(1, depth + 1):
         if not level:
@@ -144,7 +152,7 @@ async def trace(
         seen.update(fresh)
         result.edges += [(a, b) for a, b in edges if a in seen and b in seen]
         found = await walk.views(fresh)
-        result.nodes += [Node(n, distance, found.get(n)) for n in fresh]
+        result.nodes += [await walk.node(n, distance, found.get(n)) for n in fresh]
         level = {n: found[n] for n in fresh if n in found}
         if result.truncated:
             break

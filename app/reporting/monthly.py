@@ -110,7 +110,7 @@ def _availability(report: dict[str, Any]) -> str:
     if report["availabilityPercent"] is None:
         return (
             "Availability     not measured yet: the node has written no statistics sample "
-            "(each process writes one every IDNODE_REPORT_STATS_INTERVAL and when it stops)"
+            "(each process writes one within IDNODE_REPORT_STATS_FLUSH seconds of serving)"
         )
     return (
         f"Availability     {report['availabilityPercent']:>10.3f} %  (from "
@@ -122,7 +122,7 @@ def as_text(report: dict[str, Any]) -> str:
     """The report for people: one screen, the same figures as the JSON."""
     ids, box = report["identifiers"], report["outbox"]
     # Resolutions and errors reach the database in each process's statistics samples
-    # (every IDNODE_REPORT_STATS_INTERVAL and when it stops): say how recent they are.
+    # (within IDNODE_REPORT_STATS_FLUSH seconds, and when it stops): say how recent they are.
     sampled = (
         f"  (up to the last statistics sample, {report['lastSample']})"
         if report["lastSample"]

@@ -44,7 +44,11 @@ async def reporting(
     sample."""
     key = load_or_create(settings.node_key_file)
     sampler = StatisticsSampler(
-        database, cache, interval=settings.report_stats_interval, name=process_name()
+        database,
+        cache,
+        interval=settings.report_stats_interval,
+        flush=settings.report_stats_flush,
+        name=process_name(),
     )
     running = [supervisor.start("app.reporting.statistics", sampler.run)]
     async with contextlib.AsyncExitStack() as stack:

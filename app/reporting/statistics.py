@@ -86,20 +86,36 @@ def covered(spans: Iterable[tuple[datetime, datetime]], start: datetime, end: da
     return total
 
 
+HEARTBEAT = 60.0  # seconds: the longest a running sample goes unwritten, counts or not
+
+
 class StatisticsSampler:
-    """Writes this process's statistics sample every ``interval`` seconds, and a last one on
-    shutdown, so its uptime and counts reach the database without a shared counter."""
+    """Keeps this process's statistics sample in the database: one row per statistics window
+    (``interval``, aligned to the epoch), written again every ``flush`` seconds while the
+    process counts something new (at least every minute, its uptime heartbeat) and on
+    shutdown, so a report read while the node runs is at most ``flush`` seconds behind,
+    without a shared counter.
+
+    A row never ends in a later window than the one it was begun in: the first write after a
+    window ends begins a new row where the last write ended. So each row is counted in one
+    window's ``statistics`` event, and a window's rows no longer change once it is over."""
 
     def __init__(
-        self, database: Database, cache: ResolverCache, *, interval: float, name: str
+        self,
+        database: Database,
+        cache: ResolverCache,
+        *,
+        interval: float,
+        name: str,
+        flush: float = HEARTBEAT,
     ) -> None:
         self._database = database
         self._cache = cache
         self._interval = interval
+        self._tick = min(flush, interval)
         self.name = name
-        self._since = clock.now()
-        self._resolutions = self._resolved()
-        self._errors = process_counters.errors
+        self._written = (clock.now(), self._resolved(), process_counters.errors)
+        self._row: tuple[int, datetime, int, int] | None = None  # id, window, counts at begin
 
     def _resolved(self) -> int:
         # Every lookup that reached the resolver: cache hits, negative hits, misses (loads).
@@ -108,26 +124,47 @@ class StatisticsSampler:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._tick)
             try:
-                await self.sample()
-            except (DatabaseUnavailable, SQLAlchemyError) as exc:  # the next sample covers it
+                await self.sample(only_if_new=True)
+            except (DatabaseUnavailable, SQLAlchemyError) as exc:  # the next write covers it
                 log.warning("app.reporting.sample_failed", extra={"reason": str(exc)[:200]})
 
-    async def sample(self) -> None:
+    async def sample(self, *, only_if_new: bool = False) -> None:
+        """Write what this process did up to now; with ``only_if_new``, only when it counted
+        something since the last write, the window of its row ended, or the heartbeat is
+        due."""
         now = clock.now()
         resolved, errors = self._resolved(), process_counters.errors
+        since, resolved_before, errors_before = self._written
+        window = window_start(now, self._interval)
+        row = self._row if self._row is not None and self._row[1] == window else None
+        window_ended = self._row is not None and row is None
+        quiet = (resolved, errors) == (resolved_before, errors_before)
+        heartbeat_due = (now - since).total_seconds() >= min(HEARTBEAT, self._interval)
+        if only_if_new and quiet and not heartbeat_due and not window_ended:
+            return
         async with self._database.write_session() as session:
-            await repo.add_sample(
-                session,
-                process=self.name,
-                started_at=self._since,
-                ended_at=now,
-                resolutions=resolved - self._resolutions,
-                errors=errors - self._errors,
-            )
+            if row is None:
+                begun = await repo.add_sample(
+                    session,
+                    process=self.name,
+                    started_at=since,
+                    ended_at=now,
+                    resolutions=resolved - resolved_before,
+                    errors=errors - errors_before,
+                )
+                row = (begun, window, resolved_before, errors_before)
+            else:
+                await repo.extend_sample(
+                    session,
+                    row[0],
+                    ended_at=now,
+                    resolutions=resolved - row[2],
+                    errors=errors - row[3],
+                )
             await session.commit()
-        self._since, self._resolutions, self._errors = now, resolved, errors
+        self._row, self._written = row, (now, resolved, errors)
 
 
 def window_start(moment: datetime, interval: float) -> datetime:

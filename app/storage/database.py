@@ -12,7 +12,9 @@ database being away as :class:`app.errors.DatabaseUnavailable` (see ``app/storag
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +201,16 @@ def check_usable(database_url: str) -> None:
             f"the folder of the SQLite database {file} does not exist: create it "
             f"(mkdir -p {folder}) or set IDNODE_DATABASE_URL (or IDNODE_DATA_DIR)"
         )
-    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+    if file.exists() and not _sqlite_writes(file):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise DatabaseUnusable(
+                f"the SQLite database {file} is on a read-only file system: mount it "
+                "read-write or choose another place with IDNODE_DATABASE_URL (or IDNODE_DATA_DIR)"
+            )
         raise DatabaseUnusable(
             f"the SQLite database {file} is read-only for this user: make it writable "
-            f"(chmod u+rw {file}) or run the node as its owner"
+            f"(chmod u+rw {file}; a file marked immutable: chattr -i {file}) or run the node "
+            "as its owner"
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DatabaseUnusable(
@@ -210,6 +218,27 @@ def check_usable(database_url: str) -> None:
             "files live: make the folder writable for this user or choose another folder "
             "with IDNODE_DATABASE_URL (or IDNODE_DATA_DIR)"
         )
+
+
+_REFUSED = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
+
+
+def _sqlite_writes(file: Path) -> bool:
+    """Whether SQLite can write ``file``: a real write, rolled back, so that root (for whom
+    every permission check passes), read-only mounts and immutable files are all found. A
+    database busy with another writer counts as writable."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{file.as_uri()}?mode=rw", uri=True, timeout=5, isolation_level=None)
+        ) as probe:
+            probe.execute("BEGIN")
+            try:
+                probe.execute("CREATE TABLE idnode_write_check (x)")
+            finally:
+                probe.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        return exc.sqlite_errorcode & 0xFF not in _REFUSED
+    return True
 
 
 def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:

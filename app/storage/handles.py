@@ -213,13 +213,17 @@ async def remove(
 async def stored_many(
     session: AsyncSession, handles: Collection[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """The stored values of each of ``handles`` that exists."""
-    if not handles:
-        return {}
-    rows = await session.execute(
-        select(HandleRow.handle, HandleRow.values).where(HandleRow.handle.in_(handles))
-    )
-    return {h: v for h, v in rows.all()}
+    """The stored values of each of ``handles`` that exists (looked up in slices that fit any
+    driver's limits)."""
+    wanted = list(handles)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(wanted), LOOKUP_SLICE):
+        part = wanted[start : start + LOOKUP_SLICE]
+        rows = await session.execute(
+            select(HandleRow.handle, HandleRow.values).where(HandleRow.handle.in_(part))
+        )
+        found.update((h, v) for h, v in rows.all())
+    return found
 
 
 async def lock_mints(session: AsyncSession, *, owner: str) -> None:

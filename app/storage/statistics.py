@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, select
+from sqlalchemy import ColumnElement, Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.storage.copy import is_postgres
@@ -27,15 +27,30 @@ async def add_sample(
     ended_at: datetime,
     resolutions: int,
     errors: int,
-) -> None:
-    await session.execute(
-        insert(StatisticsSample).values(
+) -> int:
+    """Begin a process's sample; its id."""
+    row = await session.execute(
+        insert(StatisticsSample)
+        .values(
             process=process,
             started_at=started_at,
             ended_at=ended_at,
             resolutions=resolutions,
             errors=errors,
         )
+        .returning(StatisticsSample.id)
+    )
+    return int(row.scalar_one())
+
+
+async def extend_sample(
+    session: AsyncSession, sample: int, *, ended_at: datetime, resolutions: int, errors: int
+) -> None:
+    """Bring a sample begun by :func:`add_sample` up to ``ended_at`` with its counts so far."""
+    await session.execute(
+        update(StatisticsSample)
+        .where(StatisticsSample.id == sample)
+        .values(ended_at=ended_at, resolutions=resolutions, errors=errors)
     )
 
 

@@ -70,3 +70,53 @@ async def history(client: httpx.AsyncClient, handle: str, headers: Headers | Non
 
 def values_by_index(body: dict[str, Any]) -> dict[int, Any]:
     return {v["index"]: v["data"]["value"] for v in body["values"]}
+
+
+def gauge_template(prefix: str) -> dict[str, Any]:
+    """An enterprise template with a number, a true/false, a date and a reference item."""
+    return {
+        "id": f"{prefix}/gauge",
+        "industry": "C34",
+        "title": {"zh": "仪表", "en": "Gauge"},
+        "items": [
+            {"index": 2000, "name": "serial", "label_zh": "序列号", "label_en": "Serial",
+             "type": "string", "required": True},
+            {"index": 2001, "name": "quantity", "label_zh": "数量", "label_en": "Quantity",
+             "type": "number"},
+            {"index": 2002, "name": "online", "label_zh": "在线", "label_en": "Online",
+             "type": "enum", "constraints": {"enum": ["true", "false"]}},
+            {"index": 2003, "name": "madeOn", "label_zh": "生产日期", "label_en": "Made on",
+             "type": "date"},
+            {"index": 2004, "name": "partOf", "label_zh": "所属", "label_en": "Part of",
+             "type": "reference"},
+        ],
+        "example": {"serial": "G-1", "quantity": 11500, "online": True, "madeOn": "2026-03-01"},
+    }  # fmt: skip
+
+
+GAUGE = {"quantity": 11500, "online": True, "madeOn": "2026-03-01"}
+
+
+async def add_gauge_template(client: httpx.AsyncClient, enterprise: dict[str, Any]) -> str:
+    """Adds the enterprise's gauge template; its id."""
+    body = gauge_template(enterprise["prefix"])
+    answer = await client.post("/api/v1/templates", json=body, headers=bearer(enterprise))
+    assert answer.status_code == 201, answer.text
+    return str(body["id"])
+
+
+async def register_gauge(
+    client: httpx.AsyncClient, enterprise: dict[str, Any], template: str, **attributes: Any
+) -> str:
+    answer = await client.post(
+        "/api/v1/identifiers",
+        json={"prefix": enterprise["prefix"], "template": template, "attributes": attributes},
+        headers=bearer(enterprise),
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["handle"])
+
+
+def typed(view: dict[str, Any]) -> dict[str, Any]:
+    """An answer's attributes as name -> value."""
+    return {name: shown["value"] for name, shown in view["attributes"].items()}

@@ -12,6 +12,7 @@ import pytest
 from app.main import create_app
 from app.registry.bundled_templates import DEVICE, FOOD_BATCH
 from app.settings import Settings
+from tests.api.factories import GAUGE, add_gauge_template
 from tests.conftest import OPERATOR, _empty_tables, bearer, create_enterprise
 
 BATCH = FOOD_BATCH["example"]
@@ -54,6 +55,11 @@ async def send_ndjson(
     return lines[:-1], lines[-1]["summary"]
 
 
+def bare(result: dict[str, Any]) -> dict[str, Any]:
+    """A result without the attributes it carries."""
+    return {k: v for k, v in result.items() if k != "attributes"}
+
+
 async def exists(client: httpx.AsyncClient, handle: str) -> bool:
     answer = await client.get(f"/api/handles/{handle}")
     assert answer.status_code in {200, 404}, answer.text
@@ -76,7 +82,7 @@ async def test_mixed_items_each_get_a_result_in_order(client: httpx.AsyncClient)
     )
     assert summary == {"accepted": 3, "rejected": 2}
     assert [r["line"] for r in results] == [1, 2, 3, 4, 5]
-    assert results[0] == {"line": 1, "handle": f"{p}/OK-1", "created": True}
+    assert bare(results[0]) == {"line": 1, "handle": f"{p}/OK-1", "created": True}
     assert results[1]["error"] == "TemplateViolation"
     assert {f["name"] for f in results[1]["fields"]} == {"productionDate", "quantity"}
     assert results[2]["created"] is True
@@ -136,7 +142,7 @@ async def test_a_json_array_gets_a_json_document(client: httpx.AsyncClient) -> N
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
     assert (body["accepted"], body["rejected"]) == (1, 1)
-    assert body["results"][0] == {"line": 1, "handle": f"{p}/J-1", "created": True}
+    assert bare(body["results"][0]) == {"line": 1, "handle": f"{p}/J-1", "created": True}
     assert body["results"][1]["error"] == "InvalidRequest"
     assert '"handle"' in body["results"][1]["detail"]
 
@@ -214,7 +220,7 @@ async def test_idempotency_keys_make_a_retried_batch_safe(client: httpx.AsyncCli
     first, summary = await send_ndjson(client, dairy, items)
     assert summary == {"accepted": 3, "rejected": 0}
     assert first[0]["created"] is True
-    assert first[2] == {"line": 3, "handle": first[0]["handle"], "created": False}
+    assert bare(first[2]) == {"line": 3, "handle": first[0]["handle"], "created": False}
     assert first[1]["handle"] != first[0]["handle"]
 
     retried, summary = await send_ndjson(client, dairy, items)
@@ -243,7 +249,7 @@ async def test_malformed_line_is_named_and_the_others_go_on(client: httpx.AsyncC
     assert results[1]["line"] == 2
     assert results[1]["error"] == "InvalidRequest"
     assert "line 2 is not valid JSON" in results[1]["detail"]
-    assert results[2] == {"line": 4, "handle": f"{p}/M-2", "created": True}  # blank line 3
+    assert bare(results[2]) == {"line": 4, "handle": f"{p}/M-2", "created": True}  # blank line 3
 
     atomic = await client.post(
         URL,
@@ -351,7 +357,7 @@ async def test_chunks_commit_on_their_own_and_see_each_other(
     results, summary = await send_ndjson(small_client, dairy, items)
     assert summary == {"accepted": 5, "rejected": 1}
     assert results[2]["error"] == "HandleAlreadyExists"
-    assert results[5] == {"line": 6, "handle": results[3]["handle"], "created": False}
+    assert bare(results[5]) == {"line": 6, "handle": results[3]["handle"], "created": False}
 
     atomic = [food(f"{p}/T-1"), food(f"{p}/T-2"), food(f"{p}/T-3"), food(f"{p}/C-5")]
     answer = await small_client.post(
@@ -456,3 +462,35 @@ async def test_concurrent_calls_with_the_same_new_keys_mint_each_identifier_once
     assert sorted(i["handle"] for i in listed.json()["items"]) == sorted(
         h for handles in by_key.values() for h in handles
     )
+
+
+async def test_batch_results_carry_attributes_as_their_json_types(
+    client: httpx.AsyncClient,
+) -> None:
+    """Each registered item answers with its attributes typed as the single create does:
+    numbers and true/false as JSON numbers and booleans, dates as the date text; so does a
+    retry answered from its idempotency key."""
+    plant = await create_enterprise(client)
+    template = await add_gauge_template(client, plant)
+    p = plant["prefix"]
+    items = [
+        {"prefix": p, "template": template, "attributes": {"serial": "B-1", **GAUGE}},
+        {"prefix": p, "template": template, "idempotencyKey": "g-2",
+         "attributes": {"serial": "B-2", "quantity": "0.25", "online": "false"}},
+        {"prefix": p, "template": template, "attributes": {"serial": "B-3", "quantity": "many"}},
+    ]  # fmt: skip
+    results, summary = await send_ndjson(client, plant, items)
+    assert summary == {"accepted": 2, "rejected": 1}
+    assert results[0]["attributes"] == {"serial": "B-1", **GAUGE}
+    assert results[1]["attributes"] == {"serial": "B-2", "quantity": 0.25, "online": False}
+    assert "attributes" not in results[2]
+    single = await client.get(f"/api/v1/identifiers/{results[0]['handle']}")
+    assert {k: v["value"] for k, v in single.json()["attributes"].items()} == {
+        "serial": "B-1",
+        **GAUGE,
+    }
+
+    answer = await client.post(URL, json=items[1:2], headers=bearer(plant))
+    assert answer.status_code == 200, answer.text
+    [retried] = answer.json()["results"]
+    assert retried == {**results[1], "line": 1, "created": False}

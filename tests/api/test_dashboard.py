@@ -127,6 +127,7 @@ async def test_a_session_expires(client: httpx.AsyncClient, app: Any) -> None:
     assert app.state.dashboard.sessions.ttl == app.state.node.settings.dashboard_session_ttl
 
 
+@pytest.mark.slow  # waits for several one-second snapshots
 async def test_the_stream_sends_history_then_a_snapshot_each_second(
     client: httpx.AsyncClient,
 ) -> None:

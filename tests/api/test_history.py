@@ -14,7 +14,17 @@ from sqlalchemy import select
 from app.storage import handles as repo
 from app.storage import history as history_repo
 from app.storage.models import HandleReference, OutboxEvent
-from tests.api.factories import history, part_of, put, register, values_by_index
+from tests.api.factories import (
+    GAUGE,
+    add_gauge_template,
+    history,
+    part_of,
+    put,
+    register,
+    register_gauge,
+    typed,
+    values_by_index,
+)
 from tests.conftest import OPERATOR, bearer, create_enterprise, url_value
 
 V1 = "https://trace.example.com/milk/1"
@@ -230,3 +240,26 @@ async def test_concurrent_writers_get_one_entry_each(client: httpx.AsyncClient) 
     assert [c["version"] for c in changes] == list(range(1, 9))
     assert [c["operation"] for c in changes] == ["create"] + ["update"] * 7
     assert {values_by_index(c)[1] for c in changes} == set(urls)
+
+
+async def test_history_shows_attributes_as_their_json_types(client: httpx.AsyncClient) -> None:
+    """Numbers and true/false come back as JSON numbers and booleans in every version, dates
+    as the date text; the values list keeps the Handle text."""
+    plant = await create_enterprise(client)
+    template = await add_gauge_template(client, plant)
+    handle = await register_gauge(client, plant, template, serial="H-1", **GAUGE)
+    changed = await client.patch(
+        f"/api/v1/identifiers/{handle}",
+        json={"attributes": {"quantity": 12.5, "online": False}},
+        headers=bearer(plant),
+    )
+    assert changed.status_code == 200, changed.text
+
+    changes = (await history(client, handle))["changes"]
+    assert [typed(c) for c in changes] == [
+        {"serial": "H-1", "quantity": 11500, "online": True, "madeOn": "2026-03-01"},
+        {"serial": "H-1", "quantity": 12.5, "online": False, "madeOn": "2026-03-01"},
+    ]
+    assert changes[0]["attributes"]["quantity"]["type"] == "number"
+    assert values_by_index(changes[0])[2001] == "11500"
+    assert values_by_index(changes[0])[2002] == "true"

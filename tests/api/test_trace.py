@@ -9,7 +9,15 @@ from urllib.parse import quote
 import httpx
 
 from app.registry.trace import MAX_NODES
-from tests.api.factories import part_of, put, register
+from tests.api.factories import (
+    GAUGE,
+    add_gauge_template,
+    part_of,
+    put,
+    register,
+    register_gauge,
+    typed,
+)
 from tests.conftest import bearer, create_enterprise, url_value
 
 
@@ -132,3 +140,20 @@ async def test_bad_walks_are_clear_errors(client: httpx.AsyncClient) -> None:
     missing = await client.get(f"/api/v1/identifiers/{unit}-NOPE/trace")
     assert missing.status_code == 404
     assert missing.json()["error"] == "HandleNotFound"
+
+
+async def test_trace_shows_attributes_as_their_json_types(client: httpx.AsyncClient) -> None:
+    plant = await create_enterprise(client)
+    template = await add_gauge_template(client, plant)
+    case = await register_gauge(client, plant, template, serial="CASE-G", **GAUGE)
+    unit = await register_gauge(
+        client, plant, template, serial="UNIT-G", quantity=1, online=False, partOf=case
+    )
+    up = await walk(client, unit, direction="up")
+    assert {n["handle"]: typed(n) for n in up["nodes"]} == {
+        unit: {"serial": "UNIT-G", "quantity": 1, "online": False, "partOf": case},
+        case: {"serial": "CASE-G", "quantity": 11500, "online": True, "madeOn": "2026-03-01"},
+    }
+    down = await walk(client, case, direction="down")
+    assert typed(down["nodes"][0])["quantity"] == 11500
+    assert typed(down["nodes"][1])["online"] is False

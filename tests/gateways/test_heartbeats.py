@@ -79,6 +79,7 @@ async def test_heartbeat_online_offline_online(
     assert native["attributes"]["batteryLevel"]["label_en"] == "Battery level (%)"
 
 
+@pytest.mark.slow  # waits for the heartbeat flusher
 async def test_heartbeats_are_written_in_batches(
     device: Device, enterprise: dict[str, Any], gateway_app: Any
 ) -> None:

@@ -86,6 +86,7 @@ def hostile_batches(enterprise: dict[str, Any]) -> list[dict[str, Any] | bytes]:
     return cases
 
 
+@pytest.mark.slow  # waits for the gateway after each hostile message
 async def test_no_message_stops_the_gateway(
     device: Device,
     enterprise: dict[str, Any],

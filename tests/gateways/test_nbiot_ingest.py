@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from app.main import create_app
 from app.settings import Settings
@@ -96,6 +97,7 @@ async def test_push_answered_is_applied_after_a_restart(settings: Settings) -> N
         assert record["online"] == "true"
 
 
+@pytest.mark.slow  # stops and starts a node, over 3 s
 async def test_pushes_a_stopping_node_had_taken_are_applied_at_once_by_the_next(
     settings: Settings,
 ) -> None:
@@ -157,6 +159,7 @@ async def test_full_queue_answers_busy_until_pushes_are_applied(settings: Settin
         assert (await shown(http, plant, imei(5)))["online"] == "true"
 
 
+@pytest.mark.slow  # two nodes' ingest loops, about 15 s
 async def test_two_nodes_on_one_database_apply_each_push_once(settings: Settings) -> None:
     eager = settings.model_copy(update={"nbiot_poll_interval": 0.05})
     await _empty_tables(settings.database_url)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from app.registry import clock
 from app.reporting.monthly import as_text, monthly_report
 from app.settings import Settings
 from app.storage import statistics as repo
-from tests.conftest import bearer, create_enterprise, url_value
+from tests.conftest import OPERATOR, LiveNode, bearer, create_enterprise, url_value
 
 IDNODE = Path(sys.executable).with_name("idnode")
 
@@ -49,6 +50,7 @@ async def put(client: httpx.AsyncClient, enterprise: dict[str, Any], suffix: str
     assert answer.status_code in {200, 201}, answer.text
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 async def test_a_month_counts_only_its_own_changes(
     app: Any, client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +121,7 @@ async def test_a_month_counts_only_its_own_changes(
     assert "5 registered, 0 updated, 1 deleted" in text.stdout
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 @pytest.mark.parametrize("month", ["2026-13", "2026-3", "March", "2026-00", ""])
 def test_a_bad_month_is_refused_with_exit_2(
     month: str, database_urls: dict[str, str], tmp_path: Path
@@ -129,6 +132,7 @@ def test_a_bad_month_is_refused_with_exit_2(
     assert "YYYY-MM" in done.stderr
 
 
+@pytest.mark.slow  # runs idnode in a subprocess
 async def test_the_report_goes_to_a_file(app: Any, settings: Settings, tmp_path: Path) -> None:
     target = tmp_path / "2026-03.json"
     done = idnode(settings, "--month", "2026-03", "--format", "json", "--output", str(target))
@@ -166,3 +170,37 @@ async def test_availability_counts_from_when_the_node_first_served(
     text = as_text({**report, "node": "88.999"})
     assert "66.667 %" in text
     assert "up to the last statistics sample, 2026-03-10T12:20:00+00:00" in text
+
+
+@pytest.mark.slow
+def test_a_running_node_reports_what_it_has_served_so_far(live_node: LiveNode) -> None:
+    """Resolutions reach the report within seconds (IDNODE_REPORT_STATS_FLUSH), not at the
+    end of the hourly statistics window, and without stopping the node."""
+    with httpx.Client(base_url=live_node.url, timeout=10) as client:
+        created = client.post("/api/v1/enterprises", json={"name": "Dairy"}, headers=OPERATOR)
+        assert created.status_code == 201, created.text
+        dairy = created.json()
+        handle = f"{dairy['prefix']}/MILK-1"
+        put = client.put(
+            f"/api/handles/{handle}",
+            json={"values": [url_value("https://example.com/milk")]},
+            headers=bearer(dairy),
+        )
+        assert put.status_code == 201, put.text
+        for _ in range(7):
+            assert client.get(f"/api/handles/{handle}").status_code == 200
+    settings = Settings(database_url=live_node.env["IDNODE_DATABASE_URL"])
+    month = f"{datetime.now(UTC):%Y-%m}"
+    deadline = time.monotonic() + 30
+    while True:
+        done = idnode(settings, "--month", month, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        if report["resolutions"] == 7 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert report["resolutions"] == 7
+    assert report["identifiers"]["registered"] >= 1
+    assert report["availabilityPercent"] is not None
+    assert live_node.process is not None
+    assert live_node.process.poll() is None  # still serving
