@@ -140,6 +140,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.dashboard = _dashboard(app, settings)
             app.state.supervisor = tasks = Supervisor(max_backoff=settings.task_max_backoff)
             sync = tasks.start("cache-invalidation", lambda: _cache_sync(database, cache))
+            sampling = (
+                tasks.start("database.replicas", database.replicas.sample)
+                if database.replicas is not None
+                else None
+            )
             try:
                 with app.state.dashboard.errors.installed(*SERVER_LOGGERS):
                     async with (
@@ -159,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await app.state.dashboard.sampler.stop()
                 await sync.stop()
+                if sampling is not None:
+                    await sampling.stop()
                 await database.dispose()
 
     app = NodeApp(
@@ -402,4 +409,4 @@ async def _cache_sync(database: Database, cache: ResolverCache) -> None:
     if database.is_sqlite:
         await SqliteWatcher(database.sqlite_path, cache).run()
     else:
-        await PostgresListener(database.listen_dsn, cache).run()
+        await PostgresListener(database.listen_dsn, cache, freshness=database.freshness).run()

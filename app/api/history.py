@@ -20,7 +20,7 @@ async def history_of(handle: str, node: NodeDep, principal: CallerDep) -> dict[s
     indexes changed, and the values after the change (for a delete: the values it had). Values
     the caller may not read are left out, and so are changes that touched only those."""
     parsed = parse_handle(handle)
-    async with node.database.read_session() as session:
+    async with node.database.replica_session() as session:
         changes = await history.history_of(session, parsed, principal=principal)
     return {
         "handle": str(parsed),
@@ -45,7 +45,7 @@ async def trace_of(
     batch) breadth first, each identifier once, at most ``MAX_NODES`` of them; references in
     values the caller may not read are not followed."""
     parsed = parse_handle(handle)
-    async with node.database.read_session() as session:
+    async with node.database.replica_session() as session:
         walked = await trace.trace(
             session, parsed, principal=principal, direction=direction, depth=depth
         )
