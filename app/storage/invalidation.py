@@ -64,7 +64,10 @@ def evict_touched(session: AsyncSession, cache: ResolverCache) -> None:
 
 
 class Noticing(Protocol):
-    """What learns of every invalidation besides the cache (replicas.Freshness)."""
+    """What learns of every invalidation besides the cache (replicas.Freshness), and
+    whether notices can reach this process at all."""
+
+    listening: bool
 
     def noticed(self, handles: Iterable[str]) -> None: ...
 
@@ -103,12 +106,16 @@ class PostgresListener:
                 connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, self._on_notice)
                 # Notices may have been missed while we were not listening.
+                if self._freshness is not None:
+                    self._freshness.listening = True
                 self._on_notice(connection, 0, CHANNEL, EVERYTHING)
                 self.connected.set()
                 backoff = 0.1
                 await self._wait_until_lost(connection, lost)
             finally:
                 self.connected.clear()
+                if self._freshness is not None:
+                    self._freshness.listening = False
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(connection.close(), 1)
             log.warning("cache.listener.reconnecting")

@@ -95,7 +95,8 @@ class Freshness:
     """Per identifier, the WAL position a replica must have replayed to answer it.
 
     ``noticed`` is called for every invalidation this process sees (a notice from any
-    process, or its own commit), before the cache is asked again. The position is read once
+    process, or its own commit), before the cache is asked again; while the listener is not
+    listening, every identifier is "primary only". The position is read once
     for every notice that arrived meanwhile; until then those identifiers are "primary only"
     (``required`` is None). Entries older than ``keep`` seconds are folded into the floor,
     which bounds the map and never lowers what is required.
@@ -117,10 +118,15 @@ class Freshness:
         self._all_reading = False
         self._fresh: dict[str, tuple[int, float]] = {}  # handle -> (lsn, when), oldest first
         self.floor = 0  # every identifier: at least this
+        # Set by the cache listener while it listens: a process that may be missing notices
+        # knows nothing of recent writes, so it reads the primary only.
+        self.listening = False
         self.highest = 0  # the newest position any notice required
         self._task: asyncio.Task[None] | None = None
 
     def noticed(self, handles: Iterable[str]) -> None:
+        if not self.listening:
+            return  # everything is primary-only now; the floor read on listening covers it
         for handle in handles:
             if handle == EVERYTHING:
                 self._all_pending = True
@@ -132,7 +138,8 @@ class Freshness:
     def required(self, handle: str) -> int | None:
         """The position a replica needs to answer ``handle``; None: only the primary may."""
         if (
-            self._all_pending
+            not self.listening
+            or self._all_pending
             or self._all_reading
             or handle in self._pending
             or handle in self._reading
@@ -143,7 +150,13 @@ class Freshness:
 
     def required_for_all(self) -> int | None:
         """The position a replica needs to answer anything (a read session)."""
-        if self._all_pending or self._all_reading or self._pending or self._reading:
+        if (
+            not self.listening
+            or self._all_pending
+            or self._all_reading
+            or self._pending
+            or self._reading
+        ):
             return None
         return max(self.floor, self.highest)
 

@@ -82,6 +82,11 @@ class Primary:
         return self.position
 
 
+def listening(freshness: Freshness) -> Freshness:
+    freshness.listening = True
+    return freshness
+
+
 async def _settled(freshness: Freshness) -> None:
     for _ in range(100):
         await asyncio.sleep(0)
@@ -92,7 +97,7 @@ async def _settled(freshness: Freshness) -> None:
 
 async def test_a_noticed_identifier_is_primary_only_until_the_position_is_read() -> None:
     primary = Primary()
-    freshness = Freshness(primary.read, keep=15)
+    freshness = listening(Freshness(primary.read, keep=15))
     primary.position = 500
     freshness.noticed(["88.1/a"])
     assert freshness.required("88.1/a") is None
@@ -112,9 +117,23 @@ async def test_a_noticed_identifier_is_primary_only_until_the_position_is_read()
     await freshness.close()
 
 
-async def test_one_read_of_the_position_per_burst_of_notices() -> None:
+async def test_nothing_is_read_from_a_replica_while_notices_cannot_arrive() -> None:
     primary = Primary()
     freshness = Freshness(primary.read, keep=15)
+    freshness.noticed(["88.1/a"])  # a process without a listener: nothing to keep
+    await asyncio.sleep(0)
+    assert primary.reads == 0
+    assert freshness.required("88.1/a") is None
+    assert freshness.required_for_all() is None
+    freshness.listening = True
+    assert freshness.required("88.1/a") == 0
+    freshness.listening = False  # the listener's connection dropped
+    assert freshness.required("88.1/a") is None
+
+
+async def test_one_read_of_the_position_per_burst_of_notices() -> None:
+    primary = Primary()
+    freshness = listening(Freshness(primary.read, keep=15))
     primary.gate = asyncio.Event()
     for n in range(5000):
         freshness.noticed([f"88.1/{n}"])
@@ -132,7 +151,7 @@ async def test_one_read_of_the_position_per_burst_of_notices() -> None:
 async def test_a_failed_read_leaves_them_primary_only_and_is_tried_again() -> None:
     primary = Primary()
     primary.fail, primary.position = 1, 300
-    freshness = Freshness(primary.read, keep=15)
+    freshness = listening(Freshness(primary.read, keep=15))
     freshness.noticed(["88.1/a"])
     await asyncio.sleep(0.01)
     assert freshness.required("88.1/a") is None
@@ -144,7 +163,7 @@ async def test_a_failed_read_leaves_them_primary_only_and_is_tried_again() -> No
 async def test_old_entries_are_folded_into_the_floor() -> None:
     now = [0.0]
     primary = Primary()
-    freshness = Freshness(primary.read, keep=15, clock=lambda: now[0])
+    freshness = listening(Freshness(primary.read, keep=15, clock=lambda: now[0]))
     primary.position = 100
     freshness.noticed(["88.1/old"])
     await _settled(freshness)
