@@ -47,16 +47,16 @@ async def _replica_reads(client: httpx.AsyncClient) -> float:
     return await _metric(client, 'idnode_database_reads_total{target="replica"}')
 
 
-async def _until_in_use(client: httpx.AsyncClient) -> dict[str, Any]:
-    timeout = 30
-    deadline = time.monotonic() + timeout
+async def _until(client: httpx.AsyncClient, state: str, within: float) -> tuple[int, Any]:
+    """/readyz once the replica's state starts with ``state``: its status and body."""
+    deadline = time.monotonic() + within
     while True:
-        body = (await client.get("/readyz")).json()
-        if all(r["state"] == "in use" for r in body["replicas"]):
-            return dict(body)
+        ready = await client.get("/readyz")
+        if all(r["state"].startswith(state) for r in ready.json()["replicas"]):
+            return ready.status_code, ready.json()
         if time.monotonic() > deadline:
-            raise AssertionError(f"the replica is not in use after {timeout} s: {body}")
-        await asyncio.sleep(0.2)
+            raise AssertionError(f"the replica is not {state!r} after {within} s: {ready.text}")
+        await asyncio.sleep(0.1)
 
 
 async def _first_answer(node: httpx.AsyncClient, handle: str, data: str) -> tuple[str, float]:
@@ -102,8 +102,8 @@ async def _scenario(a_url: str, b_url: str, replica: PrivatePostgres) -> dict[st
         httpx.AsyncClient(base_url=a_url, timeout=30) as a,
         httpx.AsyncClient(base_url=b_url, timeout=30) as b,
     ):
-        await _until_in_use(a)
-        await _until_in_use(b)
+        await _until(a, "in use", 30)
+        await _until(b, "in use", 30)
         answers, windows = await _writes_then_reads(a, b)
 
         # Identifiers B never read, then no writes for longer than the replica's delay: B's
@@ -115,8 +115,10 @@ async def _scenario(a_url: str, b_url: str, replica: PrivatePostgres) -> dict[st
                 f"/api/handles/{prefix}/Q-{n}", json=_value(f"https://q/{n}"), headers=owner
             )
             assert put.status_code == 201, put.text
+        # Writes for a while: the replica, 2 s late, lags more than IDNODE_REPLICA_MAX_LAG.
+        lagging = await _until(b, "skipped: lagging", 5)
         await asyncio.sleep(3)
-        await _until_in_use(b)
+        await _until(b, "in use", 10)
         before = await _replica_reads(b)
         quiet = [await b.get(f"/api/handles/{prefix}/Q-{n}") for n in range(COLD)]
         quiet_answers = Counter(_answer(r, f"https://q/{n}") for n, r in enumerate(quiet))
@@ -139,6 +141,7 @@ async def _scenario(a_url: str, b_url: str, replica: PrivatePostgres) -> dict[st
             "quiet": quiet_answers,
             "replica_reads": replica_reads,
             "idle_lag": lag,
+            "lagging": lagging,
             "stopped": stopped_answers,
             "ready": (ready.status_code, ready.json()),
         }
@@ -153,6 +156,7 @@ def test_writes_are_never_answered_stale_through_a_lagging_replica(tmp_path: Pat
             "IDNODE_DATABASE_REPLICA_URLS": replica.url,
             "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
             "IDNODE_DATABASE_POOL_SIZE": "4",
+            "IDNODE_REPLICA_MAX_LAG": "1",
         }
         a, b = LiveNode(env, tmp_path), LiveNode(env, tmp_path)
         a.start("--no-broker")
@@ -181,6 +185,7 @@ def test_writes_are_never_answered_stale_through_a_lagging_replica(tmp_path: Pat
     # last replayed a commit (which would be over 3 s by now).
     assert 0 <= seen["idle_lag"] < 1, seen
     assert seen["stopped"] == {"new": COLD}, seen
+    assert seen["lagging"][0] == 200, seen["lagging"]  # a lagging replica: still ready
     status, body = seen["ready"]
     assert status == 200, seen["ready"]
     assert body["status"] == "ready", seen["ready"]
