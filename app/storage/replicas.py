@@ -98,8 +98,9 @@ class Freshness:
     process, or its own commit), before the cache is asked again; while the listener is not
     listening, every identifier is "primary only". The position is read once
     for every notice that arrived meanwhile; until then those identifiers are "primary only"
-    (``required`` is None). Entries older than ``keep`` seconds are folded into the floor,
-    which bounds the map and never lowers what is required.
+    (``required`` is None). Entries older than ``keep`` seconds, and the oldest beyond
+    ``most``, are folded into the floor, which bounds the map and never lowers what is
+    required; more than ``most`` noticed at once count as a notice for everything.
     """
 
     def __init__(
@@ -107,10 +108,12 @@ class Freshness:
         read_position: Callable[[], Awaitable[int]],
         *,
         keep: float,
+        most: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read_position = read_position
         self._keep = keep
+        self._most = most
         self._clock = clock
         self._pending: set[str] = set()  # noticed, position not read yet
         self._reading: set[str] = set()  # noticed, position being read
@@ -132,6 +135,9 @@ class Freshness:
                 self._all_pending = True
             else:
                 self._pending.add(handle)
+        if len(self._pending) > self._most:  # a bulk load: one position for everything
+            self._pending.clear()
+            self._all_pending = True
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._read())
 
@@ -188,7 +194,7 @@ class Freshness:
         self._reading, self._all_reading = set(), False
         while self._fresh:
             handle, (lsn, at) = next(iter(self._fresh.items()))
-            if at >= now - self._keep:
+            if at >= now - self._keep and len(self._fresh) <= self._most:
                 break
             del self._fresh[handle]
             self.floor = max(self.floor, lsn)

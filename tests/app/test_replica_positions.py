@@ -177,6 +177,28 @@ async def test_old_entries_are_folded_into_the_floor() -> None:
     await freshness.close()
 
 
+async def test_a_bulk_load_does_not_grow_the_map_beyond_its_bound() -> None:
+    primary = Primary()
+    freshness = listening(Freshness(primary.read, keep=15, most=100))
+    primary.position = 100
+    freshness.noticed([f"88.1/a{n}" for n in range(80)])
+    await _settled(freshness)
+    primary.position = 200
+    freshness.noticed([f"88.1/b{n}" for n in range(50)])
+    await _settled(freshness)
+    assert len(freshness) == 100
+    assert freshness.floor == 100  # what the 30 dropped required
+    assert freshness.required("88.1/a0") == 100
+    assert freshness.required("88.1/b0") == 200
+    primary.position = 300
+    freshness.noticed([f"88.1/c{n}" for n in range(5000)])  # one bulk load
+    assert freshness.required("88.1/anything") is None
+    await _settled(freshness)
+    assert freshness.floor == 300
+    assert freshness.required("88.1/c4999") == freshness.required("88.1/x") == 300
+    await freshness.close()
+
+
 def _replica(name: str, replayed: int, problem: str | None) -> Replica:
     nothing = cast(Any, None)
     return Replica(name, nothing, nothing, nothing, nothing, nothing, replayed, 0.0, problem)
