@@ -46,6 +46,7 @@ WAL_POSITION = (
 REPLAYED = "SELECT pg_last_wal_replay_lsn()::text"
 SHORT_PAGE_HEADER = 24  # bytes of a WAL page header (64-bit builds)
 LONG_PAGE_HEADER = 40  # ... of the first page of a segment
+FIRST_PAUSE = 0.05  # seconds before reading the primary's position again after a failure
 
 
 def parse_lsn(text: str) -> int:
@@ -95,10 +96,10 @@ class Freshness:
     """Per identifier, the WAL position a replica must have replayed to answer it.
 
     ``noticed`` is called for every invalidation this process sees (a notice from any
-    process, or its own commit), before the cache is asked again; while the listener is not
-    listening, every identifier is "primary only". The position is read once
+    process, or its own commit), before the cache is asked again. The position is read once
     for every notice that arrived meanwhile; until then those identifiers are "primary only"
-    (``required`` is None). Entries older than ``keep`` seconds, and the oldest beyond
+    (``required`` is None), and so is every identifier while the listener is not listening.
+    Entries older than ``keep`` seconds, and the oldest beyond
     ``most``, are folded into the floor, which bounds the map and never lowers what is
     required; more than ``most`` noticed at once count as a notice for everything.
     """
@@ -167,14 +168,15 @@ class Freshness:
         return max(self.floor, self.highest)
 
     async def _read(self) -> None:
-        pause = 0.05
+        pause = FIRST_PAUSE
         while self._pending or self._all_pending:
             self._reading, self._pending = self._pending, set()
             self._all_reading, self._all_pending = self._all_pending, False
             try:
                 position = await self._read_position()
             except Exception as exc:  # the primary away: those stay primary-only meanwhile
-                log.warning("replicas.position_unread", extra={"error": str(exc)})
+                if pause == FIRST_PAUSE:  # one line per outage, not per attempt
+                    log.warning("replicas.position_unread", extra={"error": str(exc)})
                 self._pending |= self._reading
                 self._all_pending |= self._all_reading
                 self._reading, self._all_reading = set(), False
