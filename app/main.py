@@ -151,6 +151,11 @@ def create_app(settings: Settings | None = None) -> NodeApp:
             dashboard = _dashboard(app, settings)
             tasks = Supervisor(max_backoff=settings.task_max_backoff)
             sync = tasks.start("cache-invalidation", lambda: cache_sync(database, cache))
+            sampling = (
+                tasks.start("database.replicas", database.replicas.sample)
+                if database.replicas is not None
+                else None
+            )
             try:
                 with dashboard.errors.installed(*SERVER_LOGGERS):
                     async with (
@@ -175,6 +180,8 @@ def create_app(settings: Settings | None = None) -> NodeApp:
             finally:
                 await dashboard.sampler.stop()
                 await sync.stop()
+                if sampling is not None:
+                    await sampling.stop()
                 await database.dispose()
 
     app = NodeApp(

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_Mode = Literal["livesum", "livemostrecent", "livemin"]
+_Mode = Literal["livesum", "livemostrecent", "livemin", "livemax"]
 
 OUTCOMES = resolver_stats.OUTCOMES
 """How a resolution was answered; exactly one per resolution:
@@ -86,6 +86,8 @@ class Metrics:
     db_pool_size: Gauge
     recalls: Counter
     page_scans: Counter
+    database_reads: Counter
+    replica_lag: Gauge
 
 
 def _build() -> Metrics:
@@ -179,6 +181,21 @@ def _build() -> Metrics:
         ),
         page_scans=Counter(
             "idnode_page_scans", "Public pages of identifiers opened (scans).", registry=own
+        ),
+        database_reads=Counter(
+            "idnode_database_reads",
+            "With read replicas: cache misses and read sessions, by where they were read "
+            "(replica or primary).",
+            ["target"],
+            registry=own,
+        ),
+        replica_lag=Gauge(
+            "idnode_replica_lag_seconds",
+            "How far each read replica is behind the primary (the largest any process "
+            "sampled); -1 while it does not answer.",
+            ["replica"],
+            registry=own,
+            multiprocess_mode="livemax",
         ),
     )
     # Every outcome and channel shows from the start (at 0), so rates work at once.

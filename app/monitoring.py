@@ -91,6 +91,19 @@ class MetricsPump:
         in_use, size = self.sources.database.pool_use()
         m.db_pool_in_use.set(in_use)
         m.db_pool_size.set(size)
+        self._replicas()
+
+    def _replicas(self) -> None:
+        replicas = self.sources.database.replicas
+        if replicas is None:
+            return
+        for target, count in replicas.reads.items():
+            if delta := self._delta(f"reads.{target}", count):
+                self.metrics.database_reads.labels(target).inc(delta)
+        for replica in replicas.members:
+            self.metrics.replica_lag.labels(replica.name).set(
+                -1 if replica.lag is None else replica.lag
+            )
 
     def _resolutions(self, node: Node) -> None:
         m = self.metrics

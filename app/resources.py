@@ -205,4 +205,4 @@ async def cache_sync(database: Database, cache: ResolverCache) -> None:
     if database.is_sqlite:
         await SqliteWatcher(database.sqlite_path, cache).run()
     else:
-        await PostgresListener(database.listen_dsn, cache).run()
+        await PostgresListener(database.listen_dsn, cache, freshness=database.freshness).run()

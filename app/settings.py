@@ -73,6 +73,19 @@ class Settings(DeviceSettings):
         "of its own): PostgreSQL itself when IDNODE_DATABASE_URL goes through a pooler in "
         "transaction mode. Default: IDNODE_DATABASE_URL.",
     )
+    database_replica_urls: str = Field(
+        "",
+        description="Comma-separated PostgreSQL URLs of streaming replicas (same forms as "
+        "IDNODE_DATABASE_URL): resolutions that miss the cache, search, history and trace "
+        "read there when the replica has replayed every change this process was told of; "
+        "writes always go to IDNODE_DATABASE_URL. Empty: everything reads the primary.",
+    )
+    replica_max_lag: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a replica may lag behind the primary before it is skipped "
+        "(reads go to another replica or the primary; /readyz names it).",
+    )
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
@@ -364,6 +377,31 @@ class Settings(DeviceSettings):
             raise ValueError(f"{name} is for PostgreSQL (LISTEN), not {scheme}://")
         return f"{driver}://{rest}"
 
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_drivers(cls, value: str) -> str:
+        """Each replica URL as IDNODE_DATABASE_URL's are read; PostgreSQL only."""
+        urls = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            scheme, sep, rest = part.partition("://")
+            driver = _ASYNC_DRIVERS.get(scheme.lower(), scheme) if sep else ""
+            if not driver.startswith("postgresql"):
+                raise ValueError(
+                    "IDNODE_DATABASE_REPLICA_URLS: each entry must be a PostgreSQL URL "
+                    f"(postgresql+asyncpg://USER@HOST/DB), not {part!r}"
+                )
+            urls.append(f"{driver}://{rest}")
+        return ",".join(urls)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """IDNODE_DATABASE_REPLICA_URLS, one URL each (none on SQLite)."""
+        if not self.database_replica_urls:
+            return []
+        return self.database_replica_urls.split(",")
+
     @field_validator("upstream_report_url")
     @classmethod
     def _report_url(cls, value: str | None) -> str | None:
@@ -397,6 +435,14 @@ class Settings(DeviceSettings):
             if self.node_key_file
             else self.data_dir / "idnode-node-key.pem"
         )
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_of_postgres(self) -> Self:
+        if self.database_replica_urls and self.is_sqlite:
+            raise ValueError(
+                "IDNODE_DATABASE_REPLICA_URLS needs PostgreSQL: IDNODE_DATABASE_URL is SQLite"
+            )
         return self
 
     def in_data_dir(self) -> bool:

@@ -38,6 +38,7 @@ class PrivatePostgres:
         self.port = free_port()
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self._bin = POSTGRES_BINARIES[-1].parent
+        self.options = ""  # more server settings (-c name=value ...)
 
     def _run(self, *command: str) -> None:
         as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -64,7 +65,7 @@ class PrivatePostgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c max_connections=60"
+            f"-c fsync=off -c max_connections=60 {self.options}"
         )
         log = str(self.directory / "server.log")
         pg_ctl = str(self._bin / "pg_ctl")
@@ -78,13 +79,39 @@ class PrivatePostgres:
         return _port_open("127.0.0.1", self.port)
 
 
+class PrivateReplica(PrivatePostgres):
+    """A streaming replica of a private cluster (``pg_basebackup -R``), applying what it
+    receives ``apply_delay`` late (``recovery_min_apply_delay``) to act as a lagging one.
+    initdb's trust pg_hba already lets local and loopback replication connections in, and
+    PostgreSQL's defaults (wal_level=replica, max_wal_senders=10) let them stream."""
+
+    def __init__(self, directory: Path, primary: PrivatePostgres, apply_delay: str) -> None:
+        super().__init__(directory)
+        self.primary = primary
+        self.options = f"-c recovery_min_apply_delay={apply_delay} -c hot_standby=on"
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(
+            str(self._bin / "pg_basebackup"),
+            "-R",
+            "-D",
+            str(self.data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.primary.port),
+            "-U",
+            "postgres",
+            "-X",
+            "stream",
+            "--no-sync",
+        )
+
+
 @contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A started private cluster, stopped and deleted afterwards whatever happened."""
-    if not POSTGRES_BINARIES:
-        _skip_or_fail("PostgreSQL's server binaries are not in /usr/lib/postgresql/*/bin")
-    directory = Path(tempfile.mkdtemp(prefix="idnode-pg-"))
-    server = PrivatePostgres(directory)
+def _started(server: PrivatePostgres) -> Iterator[PrivatePostgres]:
     try:
         server.create()
         server.start()
@@ -92,7 +119,24 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     finally:
         if (server.data / "postmaster.pid").exists():
             server.stop("immediate")
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started private cluster, stopped and deleted afterwards whatever happened."""
+    if not POSTGRES_BINARIES:
+        _skip_or_fail("PostgreSQL's server binaries are not in /usr/lib/postgresql/*/bin")
+    with _started(PrivatePostgres(Path(tempfile.mkdtemp(prefix="idnode-pg-")))) as server:
+        yield server
+
+
+@contextmanager
+def private_replica(primary: PrivatePostgres, apply_delay: str = "0") -> Iterator[PrivatePostgres]:
+    """A started streaming replica of ``primary``, stopped and deleted afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="idnode-pg-replica-"))
+    with _started(PrivateReplica(directory, primary, apply_delay)) as server:
+        yield server
 
 
 class PrivateMosquitto:

@@ -22,7 +22,7 @@ async def history_of(handle: str, node: NodeDep, principal: CallerDep) -> dict[s
     them. Values the caller may not read are left out, and so are changes that touched only
     those."""
     parsed = parse_handle(handle)
-    async with node.database.read_session() as session:
+    async with node.database.replica_session() as session:
         changes = await history.history_of(session, parsed, principal=principal)
     return {
         "handle": str(parsed),
@@ -48,7 +48,7 @@ async def trace_of(
     values and typed template attributes; references in values the caller may not read are
     not followed."""
     parsed = parse_handle(handle)
-    async with node.database.read_session() as session:
+    async with node.database.replica_session() as session:
         walked = await trace.trace(
             session, parsed, principal=principal, direction=direction, depth=depth
         )

@@ -188,7 +188,7 @@ async def search(
         for key, value in request.query_params.multi_items()
         if key.startswith("attr.")
     }
-    async with node.database.read_session() as session:
+    async with node.database.replica_session() as session:
         page = await finder.search(
             session, principal, template=template, criteria=criteria, limit=limit, cursor=cursor
         )

@@ -1,6 +1,6 @@
 """``/metrics`` (Prometheus), ``/healthz`` (the process serves) and ``/readyz`` (its database
-and broker answer, no task keeps failing): what a scraper, a load balancer and Kubernetes
-probes ask."""
+and broker answer, no task keeps failing; each read replica's state, which never makes it
+unready): what a scraper, a load balancer and Kubernetes probes ask."""
 
 from __future__ import annotations
 
@@ -78,10 +78,14 @@ async def readyz(request: Request, node: NodeDep) -> Any:
     if broker is not None:
         reasons.append(broker)
     reasons += state_of(request.scope)["supervisor"].failing()
+    # Replicas are told, never needed: one skipped leaves its reads to the others or the
+    # primary.
+    replicas = node.database.replicas
+    extra = {} if replicas is None else {"replicas": replicas.report()}
     if reasons:
-        body = orjson.dumps({"status": "unavailable", "reasons": reasons})
+        body = orjson.dumps({"status": "unavailable", "reasons": reasons, **extra})
         return Response(body, 503, media_type="application/json")
-    return {"status": "ready"}
+    return {"status": "ready", **extra}
 
 
 async def _database_problem(node: Node) -> str | None:

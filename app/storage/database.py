@@ -33,7 +33,18 @@ from sqlalchemy.ext.asyncio import (
 from app.errors import DatabaseUnusable
 from app.settings import Settings
 from app.storage.handles import PostgresStore, SqlStore
+from app.storage.invalidation import FRESHNESS
 from app.storage.outages import OUTAGES, Outages
+from app.storage.replicas import (
+    WAL_POSITION,
+    Freshness,
+    Replica,
+    Replicas,
+    ReplicatedStore,
+    parse_lsn,
+    replica_name,
+    wal_end,
+)
 from resolver.engine import Store
 
 
@@ -51,32 +62,43 @@ class Database:
     """The node's engines and session factories, built in the lifespan and disposed there."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
         if self.is_sqlite:
             self.engine = self._sqlite_engine(settings, begin="BEGIN")
             self.write_engine = self._sqlite_engine(settings, begin="BEGIN IMMEDIATE")
         else:
-            self.engine = create_async_engine(
-                settings.database_url,
-                pool_size=settings.database_pool_size,
-                max_overflow=settings.database_pool_size,
-                pool_pre_ping=True,
-                json_serializer=_json_dumps,
-                json_deserializer=orjson.loads,
-                connect_args=postgres_connect_args(settings),
-            )
+            self.engine = self._postgres_engine(settings.database_url)
             self.write_engine = self.engine
-        self._settings = settings
         self._pool: asyncpg.Pool | None = None
         self.outages = Outages()
         for engine in {id(e): e for e in (self.engine, self.write_engine)}.values():
             self.outages.watch(engine)
+        # With replicas, what each commit changed must be known before the cache is asked
+        # again (see app/storage/replicas.py).
+        self.freshness = (
+            Freshness(self._primary_position, keep=3 * settings.replica_max_lag)
+            if settings.replica_urls
+            else None
+        )
+        self.replicas: Replicas | None = None  # opened with the resolver's store
         # Sessions carry the tracker for the driver work they do directly (COPY).
-        info = {OUTAGES: self.outages}
+        info: dict[str, Any] = {OUTAGES: self.outages, FRESHNESS: self.freshness}
         self.read_session = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         self.write_session = async_sessionmaker(
             self.write_engine, expire_on_commit=False, info=info
+        )
+
+    def _postgres_engine(self, url: str) -> AsyncEngine:
+        return create_async_engine(
+            url,
+            pool_size=self._settings.database_pool_size,
+            max_overflow=self._settings.database_pool_size,
+            pool_pre_ping=True,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args=postgres_connect_args(self._settings),
         )
 
     @staticmethod
@@ -130,17 +152,71 @@ class Database:
         """The resolver's store: raw asyncpg on PostgreSQL (opened here), SQLAlchemy on SQLite."""
         if self.is_sqlite:
             return SqlStore(self.engine)
+        pooled = self._settings.database_transaction_pooler
+        primary = PostgresStore(await self._primary_pool(), self.outages, in_transaction=pooled)
+        if self.freshness is None:
+            return primary
+        if self.replicas is None:
+            members = [await self._replica(url) for url in self._settings.replica_urls]
+            self.replicas = Replicas(
+                members,
+                self.freshness,
+                self._primary_position,
+                max_lag=self._settings.replica_max_lag,
+            )
+        return ReplicatedStore(primary, self.replicas)
+
+    async def _primary_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             with self.outages.guard():
-                self._pool = await asyncpg.create_pool(
-                    self.asyncpg_dsn,
-                    min_size=1,
-                    max_size=self._settings.database_pool_size,
-                    reset=_no_reset,
-                    **_statement_cache(self._settings),
-                )
+                self._pool = await self._pool_for(self.asyncpg_dsn, min_size=1)
+        return self._pool
+
+    async def _pool_for(self, dsn: str, **options: Any) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            dsn,
+            max_size=self._settings.database_pool_size,
+            reset=_no_reset,
+            **_statement_cache(self._settings),
+            **options,
+        )
+
+    async def _replica(self, url: str) -> Replica:
+        """A replica's pool and engine; nothing connects until it is used or sampled, so a
+        replica that is down does not keep the node from starting."""
+        outages = Outages()
+        engine = self._postgres_engine(url)
+        outages.watch(engine)
+        pool = await self._pool_for(_asyncpg_dsn(url), min_size=0, timeout=2, command_timeout=2)
         pooled = self._settings.database_transaction_pooler
-        return PostgresStore(self._pool, self.outages, in_transaction=pooled)
+        return Replica(
+            name=replica_name(url),
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False, info={OUTAGES: outages}),
+            store=PostgresStore(pool, outages, in_transaction=pooled),
+            pool=pool,
+            outages=outages,
+        )
+
+    async def _primary_position(self) -> int:
+        """The end of the WAL the primary has written so far (see ``replicas.wal_end``)."""
+        pool = await self._primary_pool()
+        with self.outages.guard():
+            async with pool.acquire() as connection:
+                if self._settings.database_transaction_pooler:
+                    async with connection.transaction(readonly=True):
+                        insert, block, segment = await connection.fetchrow(WAL_POSITION)
+                else:
+                    insert, block, segment = await connection.fetchrow(WAL_POSITION)
+        return wal_end(parse_lsn(insert), block=block, segment=segment)
+
+    def replica_session(self) -> AsyncSession:
+        """A read session for reads that may be served by a replica (search, history,
+        trace): on one that replayed every change this process was told of, else on the
+        primary. Never for a read that a write depends on."""
+        if self.replicas is None:
+            return self.read_session()
+        return self.replicas.session(self.read_session)
 
     def pool_use(self) -> tuple[int, int]:
         """Connections checked out and the pool sizes, over this process's pools (the
@@ -158,6 +234,10 @@ class Database:
         return in_use, size
 
     async def dispose(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.close()
+        elif self.freshness is not None:
+            await self.freshness.close()
         if self._pool is not None:
             await self._pool.close()
         await self.engine.dispose()

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable
+from typing import Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
@@ -32,6 +33,9 @@ CHANNEL = "idnode_invalidate"
 # below the recalled identifier in its trace).
 EVERYTHING = "*"
 LISTENER_NAME = "idnode-cache-listener"
+# Session info key of the process's replica freshness map (app/storage/replicas.py), when the
+# node reads from replicas: told of every commit's identifiers with the cache.
+FRESHNESS = "idnode.freshness"
 log = logging.getLogger("app.storage.invalidation")
 
 
@@ -50,6 +54,9 @@ async def touched(session: AsyncSession, handles: Iterable[str]) -> None:
 def evict_touched(session: AsyncSession, cache: ResolverCache) -> None:
     """After a commit: forget what it changed in this process's cache."""
     names = session.info.pop("touched", ())
+    freshness: Noticing | None = session.info.get(FRESHNESS)
+    if freshness is not None and names:
+        freshness.noticed(names)
     if EVERYTHING in names:
         cache.clear()
         return
@@ -57,12 +64,29 @@ def evict_touched(session: AsyncSession, cache: ResolverCache) -> None:
         cache.evict(handle)
 
 
+class Noticing(Protocol):
+    """What learns of every invalidation besides the cache (replicas.Freshness), and
+    whether notices can reach this process at all."""
+
+    listening: bool
+
+    def noticed(self, handles: Iterable[str]) -> None: ...
+
+
 class PostgresListener:
     """LISTENs for invalidations from every process sharing the database."""
 
-    def __init__(self, dsn: str, cache: ResolverCache, *, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        cache: ResolverCache,
+        *,
+        max_backoff: float = 5.0,
+        freshness: Noticing | None = None,
+    ) -> None:
         self._dsn = dsn
         self._cache = cache
+        self._freshness = freshness
         self._max_backoff = max_backoff
         self.connected = asyncio.Event()
 
@@ -83,12 +107,16 @@ class PostgresListener:
                 connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, self._on_notice)
                 # Notices may have been missed while we were not listening.
-                self._cache.clear()
+                if self._freshness is not None:
+                    self._freshness.listening = True
+                self._on_notice(connection, 0, CHANNEL, EVERYTHING)
                 self.connected.set()
                 failures = 0
                 await self._wait_until_lost(connection, lost)
             finally:
                 self.connected.clear()
+                if self._freshness is not None:
+                    self._freshness.listening = False
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(connection.close(), 1)
             log.warning("cache.listener.reconnecting")
@@ -106,6 +134,8 @@ class PostgresListener:
                     lost.set()
 
     def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
+        if self._freshness is not None:
+            self._freshness.noticed((handle,))
         if handle == EVERYTHING:
             self._cache.clear()
         else:
