@@ -32,7 +32,7 @@ import asyncpg
 import httpx
 import orjson
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-operator-token"

@@ -86,7 +86,8 @@ async def fresh_database(name: str) -> str:
 
 async def provision(url: str) -> tuple[str, str, str]:
     """An enterprise and a provisioning key, through the node's own services."""
-    from app.registry import enterprises, provisioning
+    from app.registry.access import enterprises
+    from app.registry.devices import provisioning
     from app.settings import Settings
     from app.storage.database import Database
 

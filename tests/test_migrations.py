@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import migrations
 from app.main import create_app
-from app.registry.history import record_at
+from app.registry.identifiers import record_at
 from app.settings import Settings
 from app.storage import history as history_repo
 from app.storage.models import HandleRow, NbiotPlatform, SnmsUser

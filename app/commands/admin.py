@@ -18,7 +18,8 @@ from app.commands.database import (
     settings_from_env,
 )
 from app.csv_import import ImportSummary, UnreadableCsv, count_rows, encoding_of, import_csv
-from app.registry import catalog, enterprises
+from app.registry.access import enterprises
+from app.registry.templates import catalog
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.storage.database import Database

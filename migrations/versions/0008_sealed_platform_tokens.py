@@ -59,7 +59,7 @@ def _rewrite(change: Callable[[Vault, str, str], str]) -> None:
     key_file = context.config.attributes.get("node_key_file") or Settings().node_key_file
     vault = Vault(key_file)
     for prefix, platform, token in rows:
-        # The same name the registry seals under (app/registry/nbiot.py).
+        # The same name the registry seals under (app/registry/devices/nbiot.py).
         row = f"nbiot_platforms/{prefix}/{platform}"
         connection.execute(
             platforms.update()

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from app.main import create_app
-from app.registry.bundled_templates import DEVICE, FOOD_BATCH
+from app.registry.templates import DEVICE, FOOD_BATCH
 from app.settings import Settings
 from tests.conftest import OPERATOR, _empty_tables, bearer, create_enterprise
 

@@ -10,7 +10,7 @@ import httpx
 import segno
 
 from app.main import create_app
-from app.registry.bundled_templates import DEVICE, DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
+from app.registry.templates import DEVICE, DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
 from app.settings import Settings
 from tests.conftest import OPERATOR, bearer, create_enterprise
 

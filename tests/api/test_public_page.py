@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.main import create_app
-from app.registry.bundled_templates import DEVICE, VACCINE_UNIT
+from app.registry.templates import DEVICE, VACCINE_UNIT
 from app.storage.models import OutboxEvent
 from tests.api.factories import part_of, put
 from tests.api.supply_chain import PRODUCT_NAME, chain, identifier

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.registry.bundled_templates import DEVICE
+from app.registry.templates import DEVICE
 from tests.api.supply_chain import PRODUCT_NAME, Chain, chain, identifier
 from tests.app.test_dashboard_browser import browser  # noqa: F401 - the shared fixture
 from tests.conftest import OPERATOR_TOKEN, LiveNode, bearer, create_enterprise

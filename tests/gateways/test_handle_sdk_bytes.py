@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.registry import public_keys
+from app.registry.access import public_keys
 from app.settings import Settings
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.message import (

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.registry.bundled_templates import DRUG_BATCH, FOOD_BATCH
+from app.registry.templates import DRUG_BATCH, FOOD_BATCH
 from app.settings import Settings
 from resolver.handle_protocol.message import RC_INVALID_VALUE, RC_SUCCESS
 from resolver.values import HandleValue

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest
-from app.registry.handles import can_read_restricted
-from app.registry.history import visible
+from app.registry.identifiers.handles import can_read_restricted
+from app.registry.identifiers.history import visible
 from app.storage import handles as handles_repo
 from app.storage import history as history_repo
 from resolver.errors import HandleNotFound
