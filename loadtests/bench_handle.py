@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.machine import check_quiet, cpu_seconds, pinned, snapshot  # noqa: E402
+from loadtests.node import free_port  # noqa: E402
 from resolver.handle_protocol.bodies import Query  # noqa: E402
 from resolver.handle_protocol.message import (  # noqa: E402
     ENVELOPE_SIZE,
@@ -101,15 +101,9 @@ def _run_loop(coro: Any) -> None:
 # --- the orchestration ---
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="idnode-bench-handle-"))
-    http_port, handle_port, ceiling_port = _port(), _port(), _port()
+    http_port, handle_port, ceiling_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'bench.db'}",
