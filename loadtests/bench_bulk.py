@@ -33,7 +33,7 @@ from app.registry.templates import FOOD_BATCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.node import dsn, emptied, empty, free_port, fresh_database, serve, wait
+from loadtests.node import dsn, emptied, empty, start_on_fresh_database
 
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,13 +48,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idnode-bulkbench-"))
-    url = asyncio.run(fresh_database(DATABASE))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     # uvicorn: one process, so its peak RSS is the node's
-    node = serve(work, port, url, TOKEN, "--server", "uvicorn")
+    base, node = start_on_fresh_database(work, DATABASE, TOKEN, "--server", "uvicorn")
     try:
-        wait(base, node)
         prefix = _enterprise(base)
         source = work / "batch.ndjson"
         _write_requests(source, prefix, args.rows)

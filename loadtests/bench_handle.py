@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.machine import check_quiet, cpu_seconds, pinned, snapshot  # noqa: E402
-from loadtests.node import free_port  # noqa: E402
+from loadtests.node import free_port, wait  # noqa: E402
 from resolver.handle_protocol.bodies import Query  # noqa: E402
 from resolver.handle_protocol.message import (  # noqa: E402
     ENVELOPE_SIZE,
@@ -120,7 +120,8 @@ def _bench(args: argparse.Namespace) -> None:
             subprocess.Popen(pinned(command, "server"), env=env, stdout=node_log, stderr=node_log)
         )
         base = f"http://127.0.0.1:{http_port}"
-        _wait_for(base, processes[0], work / "node.log")
+        wait(base, processes[0])
+        time.sleep(1.0)  # the Handle listener starts in the lifespan, right after
         hot = _register(base)
         request = _request(hot)
         answer = asyncio.run(_one_answer(handle_port, request))
@@ -140,20 +141,6 @@ def _bench(args: argparse.Namespace) -> None:
     out = RESULTS / f"handle-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2))
     print(f"\nresults: {out}")
-
-
-def _wait_for(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the node exited:\n{log.read_text()}")
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            time.sleep(1.0)  # the Handle listener starts in the lifespan, right after
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the node did not start:\n{log.read_text()}")
 
 
 def _register(base: str) -> str:

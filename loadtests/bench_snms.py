@@ -31,7 +31,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.node import emptied, free_port, fresh_database, serve, wait
+from loadtests.node import emptied, start_on_fresh_database
 
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -49,12 +49,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idnode-snmsbench-"))
-    url = asyncio.run(fresh_database(DATABASE))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    node = serve(work, port, url, TOKEN, "--server", "uvicorn")
+    base, node = start_on_fresh_database(work, DATABASE, TOKEN, "--server", "uvicorn")
     try:
-        wait(base, node)
         prefix, snms_headers, template_id = _set_up(base)
         snms_calls, node_calls = _requests(prefix, template_id, args.rows)
         print(f"{args.rows:,} identifiers in calls of {PER_CALL:,}; load: {_load()}")

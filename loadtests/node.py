@@ -4,6 +4,7 @@ database under it made fresh or emptied of identifiers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -56,6 +57,23 @@ def wait(base: str, node: subprocess.Popen[bytes]) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)
     raise SystemExit("node did not answer within 60 s")
+
+
+def start_on_fresh_database(
+    work: Path, database: str, token: str, *options: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A node on PostgreSQL ``database`` made afresh, answering: (its base URL, its process)."""
+    url = asyncio.run(fresh_database(database))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    node = serve(work, port, url, token, *options)
+    try:
+        wait(base, node)
+    except BaseException:
+        node.terminate()
+        node.wait(timeout=30)
+        raise
+    return base, node
 
 
 def dsn(database: str) -> str:
