@@ -13,7 +13,7 @@ import pytest
 
 from app.dashboard.sessions import COOKIE, Sessions
 from app.main import create_app
-from tests.conftest import OPERATOR_TOKEN, bearer, create_enterprise, url_value
+from tests.conftest import OPERATOR_TOKEN, asgi_client, bearer, create_enterprise, url_value
 
 
 async def log_in(client: httpx.AsyncClient, token: str = OPERATOR_TOKEN) -> httpx.Response:
@@ -83,8 +83,7 @@ async def test_the_operator_logs_in_with_a_safe_session_cookie(client: httpx.Asy
 
 
 async def test_over_https_the_cookie_is_secure(app: Any) -> None:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://idnode.test") as client:
+    async with asgi_client(app, "https://idnode.test") as client:
         cookie = (await log_in(client)).headers["set-cookie"]
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
 
@@ -203,9 +202,7 @@ async def test_the_page_assets_are_served_by_the_node(client: httpx.AsyncClient)
 
 async def test_the_page_says_when_counting_is_off(settings: Any) -> None:
     off = create_app(settings.model_copy(update={"metrics": False}))
-    async with off.router.lifespan_context(off):
-        transport = httpx.ASGITransport(app=off)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as client:
-            await log_in(client)
-            page = await client.get("/dashboard")
+    async with off.router.lifespan_context(off), asgi_client(off) as client:
+        await log_in(client)
+        page = await client.get("/dashboard")
     assert 'id="metrics-off"' in page.text
