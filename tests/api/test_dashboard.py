@@ -13,7 +13,8 @@ import pytest
 
 from app.dashboard.sessions import COOKIE, Sessions
 from app.main import create_app
-from tests.conftest import OPERATOR_TOKEN, asgi_client, bearer, create_enterprise, url_value
+from tests.api.factories import register
+from tests.conftest import OPERATOR_TOKEN, asgi_client, create_enterprise, url_value
 
 
 async def log_in(client: httpx.AsyncClient, token: str = OPERATOR_TOKEN) -> httpx.Response:
@@ -130,13 +131,7 @@ async def test_the_stream_sends_history_then_a_snapshot_each_second(
     client: httpx.AsyncClient,
 ) -> None:
     enterprise = await create_enterprise(client)
-    handle = f"{enterprise['prefix']}/MILK-1"
-    created = await client.put(
-        f"/api/handles/{handle}",
-        json={"values": [url_value("https://example.com/1")]},
-        headers=bearer(enterprise),
-    )
-    assert created.status_code == 201
+    handle = await register(client, enterprise, "MILK-1", [url_value("https://example.com/1")])
     for _ in range(5):
         assert (await client.get(f"/api/handles/{handle}")).status_code == 200
     await log_in(client)
