@@ -18,10 +18,8 @@ from typing import Any, TextIO
 
 from app.auth import OPERATOR
 from app.errors import NodeError
-from app.registry import catalog
-from app.registry.bulk import Batch, Item, Result
-from app.registry.bulk_load import BulkLoad
-from app.registry.handles import authorize_write
+from app.registry.identifiers import Batch, BulkLoad, Item, Result, authorize_write
+from app.registry.templates import catalog
 from app.storage.database import Database
 from resolver.identifier import parse_handle, parse_prefix
 

@@ -40,9 +40,8 @@ from app.api.fast import FastResolve
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.i18n import Languages
 from app.node import Node
-from app.registry import catalog
-from app.registry.recalls import RecallingStore
-from app.registry.scans import ScanRecorder
+from app.registry.identifiers import RecallingStore, ScanRecorder
+from app.registry.templates import catalog
 from app.reporting.runner import reporting
 from app.resources import (
     cache_sync,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from app.i18n import Languages
-from app.registry.scans import ScanRecorder
+from app.registry.identifiers import ScanRecorder
 from app.settings import Settings
 from app.storage.database import Database
 from app.throttle import AttemptLimiter

@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from app import metrics, monitoring
 from app.monitoring import MetricsPump, Sources
 from app.node import Node
-from app.registry.scans import ScanRecorder
+from app.registry.identifiers import ScanRecorder
 from app.reporting.runner import Reporting
 from app.settings import Settings
 from app.storage.database import Database

@@ -16,10 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest, ServiceUnavailable
-from app.registry import devices, liveness, lorawan, nbiot, provisioning
-from app.registry.devices import Registered, Registration
-from app.registry.liveness import Heartbeat, HeartbeatOutcome, Liveness
-from app.registry.nbiot import PlatformAccount
+from app.registry.devices import (
+    Heartbeat,
+    HeartbeatOutcome,
+    Liveness,
+    PlatformAccount,
+    Registered,
+    Registration,
+    liveness,
+    lorawan,
+    nbiot,
+    provisioning,
+)
+from app.registry.devices import registration as devices
 from app.settings import Settings
 from app.storage.database import Database
 from app.storage.invalidation import evict_touched

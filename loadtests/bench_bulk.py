@@ -18,31 +18,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.node import dsn, emptied, empty, start_on_fresh_database
+
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "idnode_bench_bulk"
-DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 ATTRIBUTES = {k: v for k, v in FOOD_BATCH["example"].items() if k != "batchNumber"}
-# Everything a registration writes, so each run starts from no identifiers at all.
-TABLES = "handles, attribute_values, unique_attribute_values, handle_history, handle_references, idempotency_keys, outbox"
 
 
 def main() -> None:
@@ -52,32 +48,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idnode-bulkbench-"))
-    asyncio.run(_fresh_database())
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
-        "IDNODE_ADMIN_TOKEN": TOKEN,
-    }
-    with (work / "node.log").open("w") as log:
-        node = subprocess.Popen(
-            # uvicorn: one process, so its peak RSS is the node's
-            [str(BIN / "idnode"), "serve", "--port", str(port), "--server", "uvicorn"],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    # uvicorn: one process, so its peak RSS is the node's
+    base, node = start_on_fresh_database(work, DATABASE, TOKEN, "--server", "uvicorn")
     try:
-        _wait(base, node)
         prefix = _enterprise(base)
         source = work / "batch.ndjson"
         _write_requests(source, prefix, args.rows)
         print(f"{args.rows:,} food.batch requests, {source.stat().st_size / 1e6:.0f} MB NDJSON")
         node_rates, copy_rates, copy_all_rates = [], [], []
         for run in range(1, args.runs + 1):
-            asyncio.run(_emptied())
+            asyncio.run(emptied(DATABASE))
             node_cpu, database_cpu = _cpu_seconds(node.pid), _database_cpu_seconds()
             rate = _through_endpoint(base, source, args.rows, args.per_call)
             node_cpu = _cpu_seconds(node.pid) - node_cpu
@@ -152,7 +132,7 @@ def _through_endpoint(base: str, source: Path, rows: int, per_call: int) -> floa
 async def _copy_ceiling(work: Path) -> tuple[float, float]:
     """COPY the rows the node just stored back into the emptied tables, twice (binary COPY
     through files written before the clock starts)."""
-    conn = await asyncpg.connect(DSN)
+    conn = await asyncpg.connect(dsn(DATABASE))
     try:
         dumps = {table: work / f"{table}.copy" for table in ("handles", "attribute_values")}
         for table, path in dumps.items():
@@ -160,36 +140,13 @@ async def _copy_ceiling(work: Path) -> tuple[float, float]:
         rows = await conn.fetchval("SELECT count(*) FROM handles")
         timings = []
         for tables in (("handles",), ("handles", "attribute_values")):
-            await _empty(conn)
+            await empty(conn)
             start = time.perf_counter()
             async with conn.transaction():
                 for table in tables:
                     await conn.copy_to_table(table, source=str(dumps[table]), format="binary")
             timings.append(rows / (time.perf_counter() - start))
         return timings[0], timings[1]
-    finally:
-        await conn.close()
-
-
-async def _fresh_database() -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-
-
-async def _empty(conn: asyncpg.Connection) -> None:
-    """Every identifier goes (the node needs only the enterprise and template tables)."""
-    await conn.execute(f"TRUNCATE {TABLES}")
-    await conn.execute("CHECKPOINT")
-
-
-async def _emptied() -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        await _empty(conn)
     finally:
         await conn.close()
 
@@ -226,25 +183,6 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(base: str, node: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise SystemExit(f"node exited with {node.returncode}")
-        try:
-            httpx.get(f"{base}/api/v1/templates", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("node did not answer within 60 s")
 
 
 if __name__ == "__main__":

@@ -46,18 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.machine import check_quiet, generator_core, pinned, snapshot  # noqa: E402
+from loadtests.node import free_port, fresh_database  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "loadtests" / "results"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT_TOPIC = "idnode/v1"
 PUBLISH_WINDOW = 100  # QoS 1 publishes in flight per simulator connection
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -76,17 +70,10 @@ def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("mosquitto did not start")
 
 
-async def fresh_database(name: str) -> str:
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
 async def provision(url: str) -> tuple[str, str, str]:
     """An enterprise and a provisioning key, through the node's own services."""
-    from app.registry import enterprises, provisioning
+    from app.registry.access import enterprises
+    from app.registry.devices import provisioning
     from app.settings import Settings
     from app.storage.database import Database
 

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.machine import check_quiet, cpu_seconds, pinned, snapshot  # noqa: E402
+from loadtests.node import free_port, wait  # noqa: E402
 from resolver.handle_protocol.bodies import Query  # noqa: E402
 from resolver.handle_protocol.message import (  # noqa: E402
     ENVELOPE_SIZE,
@@ -101,15 +101,9 @@ def _run_loop(coro: Any) -> None:
 # --- the orchestration ---
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="idnode-bench-handle-"))
-    http_port, handle_port, ceiling_port = _port(), _port(), _port()
+    http_port, handle_port, ceiling_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'bench.db'}",
@@ -126,7 +120,8 @@ def _bench(args: argparse.Namespace) -> None:
             subprocess.Popen(pinned(command, "server"), env=env, stdout=node_log, stderr=node_log)
         )
         base = f"http://127.0.0.1:{http_port}"
-        _wait_for(base, processes[0], work / "node.log")
+        wait(base, processes[0])
+        time.sleep(1.0)  # the Handle listener starts in the lifespan, right after
         hot = _register(base)
         request = _request(hot)
         answer = asyncio.run(_one_answer(handle_port, request))
@@ -146,20 +141,6 @@ def _bench(args: argparse.Namespace) -> None:
     out = RESULTS / f"handle-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2))
     print(f"\nresults: {out}")
-
-
-def _wait_for(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the node exited:\n{log.read_text()}")
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            time.sleep(1.0)  # the Handle listener starts in the lifespan, right after
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the node did not start:\n{log.read_text()}")
 
 
 def _register(base: str) -> str:

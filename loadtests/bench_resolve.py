@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.machine import check_quiet, pinned, snapshot
+from loadtests.node import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -190,12 +190,6 @@ def _scripts(work: Path, rows: int) -> dict[str, Path]:
 # --- processes ---
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Process:
     def __init__(self, command: list[str], env: dict[str, str], port: int, log: Path) -> None:
         self.port = port
@@ -228,7 +222,7 @@ class Process:
 
 
 def _node(server: str, workers: int, dsn: str, work: Path, name: str, **settings: str) -> Process:
-    port = _port()
+    port = free_port()
     env = {
         **os.environ,
         "IDNODE_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://"),
@@ -246,7 +240,7 @@ def _node(server: str, workers: int, dsn: str, work: Path, name: str, **settings
 def _ceiling(
     server: str, workers: int, factory: str, env_extra: dict[str, str], work: Path
 ) -> Process:
-    port = _port()
+    port = free_port()
     env = {**os.environ, **env_extra, "PYTHONPATH": str(ROOT)}
     target = f"loadtests.ceiling:{factory}"
     if server == "granian":

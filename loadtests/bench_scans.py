@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.registry.scans import ScanRecorder
+from app.registry.identifiers import ScanRecorder
 from loadtests.bench_resolve import HOT, RESULTS, _load, _node, alternate
 
 PATHS = {"scan": f"/{HOT}", "resolve": f"/api/handles/{HOT}"}

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,24 +26,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.node import emptied, start_on_fresh_database
+
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "idnode_bench_snms"
-DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 PER_CALL = 2000  # SNMS's limit per batch call
 CLIENTS = 4
 VERSION = "单品模板1"
 ITEMS = [("产品名称", "productName"), ("批次号", "batchNo"), ("产地", "origin"), ("规格", "spec")]
-TABLES = (
-    "handles, attribute_values, unique_attribute_values, handle_history, handle_references, "
-    "idempotency_keys, outbox"
-)
 Calls = list[bytes]
 
 
@@ -56,24 +49,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idnode-snmsbench-"))
-    asyncio.run(_fresh_database())
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}",
-        "IDNODE_ADMIN_TOKEN": TOKEN,
-    }
-    with (work / "node.log").open("w") as log:
-        node = subprocess.Popen(
-            [str(BIN / "idnode"), "serve", "--port", str(port), "--server", "uvicorn"],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    base, node = start_on_fresh_database(work, DATABASE, TOKEN, "--server", "uvicorn")
     try:
-        _wait(base, node)
         prefix, snms_headers, template_id = _set_up(base)
         snms_calls, node_calls = _requests(prefix, template_id, args.rows)
         print(f"{args.rows:,} identifiers in calls of {PER_CALL:,}; load: {_load()}")
@@ -91,7 +68,7 @@ def main() -> None:
             }
             line = []
             for name, measure in measured.items():
-                asyncio.run(_emptied())
+                asyncio.run(emptied(DATABASE))
                 figures.setdefault(name, []).append(measure())
                 line.append(f"{name} {figures[name][-1]:,.0f}/s")
             print(f"run {run}: " + "; ".join(line))
@@ -225,45 +202,8 @@ def _ok(answer: httpx.Response) -> Any:
     return body["data"]
 
 
-async def _fresh_database() -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-
-
-async def _emptied() -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"TRUNCATE {TABLES}")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-
-
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(base: str, node: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise SystemExit(f"node exited with {node.returncode}")
-        try:
-            httpx.get(f"{base}/api/v1/templates", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("node did not answer within 60 s")
 
 
 if __name__ == "__main__":

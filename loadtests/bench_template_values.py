@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,12 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.node import BIN, free_port, serve, wait
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+
 TOKEN = "bench-operator-token"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 ITEMS = 30
@@ -42,24 +45,12 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="idnode-tplbench-"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'bench.db'}",
-        "IDNODE_ADMIN_TOKEN": TOKEN,
-    }
-    with (work / "node.log").open("w") as log:
-        node = subprocess.Popen(
-            [str(BIN / "idnode"), "serve", "--port", str(port)],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    node = serve(work, port, f"sqlite+aiosqlite:///{work / 'bench.db'}", TOKEN)
     ceilings: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        _wait(base, node)
+        wait(base, node)
         handles = _register(base)
         for name, handle in handles.items():
             body = work / f"{name.split()[0]}.json"
@@ -118,7 +109,7 @@ def _register(base: str) -> dict[str, str]:
 
 
 def _ceiling(body: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CEILING_BODY_FILE": str(body), "PYTHONPATH": str(ROOT)}
     command = [str(BIN / "uvicorn"), "--factory", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "loadtests.ceiling:bytes_app"]  # fmt: skip
@@ -143,25 +134,6 @@ def _wrk(url: str, duration: int) -> float:
     if match is None or "Non-2xx" in out:
         raise SystemExit(f"wrk failed:\n{out}")
     return float(match.group(1))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(base: str, node: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            sys.exit(f"node exited with {node.returncode}")
-        try:
-            httpx.get(f"{base}/api/v1/templates", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    sys.exit("node did not answer in 60 s")
 
 
 if __name__ == "__main__":

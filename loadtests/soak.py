@@ -36,8 +36,11 @@ import aiomqtt
 import asyncpg
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.node import ADMIN_DSN, free_port, fresh_database
+
 BIN = Path(sys.executable).parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOPIC_ROOT = "idnode/v1"
 DATABASE = "idnode_soak"  # on PostgreSQL; dropped afterwards
 OPERATOR = "soak-operator-" + secrets.token_hex(8)
@@ -61,12 +64,6 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, http: bool) -> None:
     """Until ``port`` takes connections (and, for ``http``, ``/healthz`` answers: granian
     listens before its workers are up)."""
@@ -87,17 +84,9 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, http: 
 
 
 async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
+    conn = await asyncpg.connect(ADMIN_DSN)
     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await conn.close()
-
-
-async def fresh_database(name: str) -> str:
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
 def processes(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,18 +85,24 @@ def fresh_pg_database(label: str) -> Iterator[tuple[str, str]]:
         asyncio.run(_drop_pg_database(name))
 
 
+@contextmanager
+def empty_database(backend: str, sqlite_file: Path, label: str) -> Iterator[str]:
+    """The URL of a database with nothing in it yet, for one test: the SQLite file
+    ``sqlite_file``, or on PostgreSQL a database of its own, dropped afterwards."""
+    if backend == "postgresql":
+        with fresh_pg_database(label) as (_, url):
+            yield url
+    else:
+        yield f"sqlite+aiosqlite:///{sqlite_file}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def node_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Nodes started by tests (in-process or ``idnode serve``) keep their signing key in a
     temporary directory, not in the working tree."""
     path = tmp_path_factory.mktemp("node-key") / "idnode-node-key.pem"
-    previous = os.environ.get("IDNODE_NODE_KEY_FILE")
-    os.environ["IDNODE_NODE_KEY_FILE"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("IDNODE_NODE_KEY_FILE", None)
-    else:
-        os.environ["IDNODE_NODE_KEY_FILE"] = previous
+    with _environment("IDNODE_NODE_KEY_FILE", str(path)):
+        yield path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -104,13 +110,22 @@ def data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Commands run without IDNODE_DATA_DIR (most subprocesses drop every IDNODE_* setting)
     keep their data under a temporary XDG_DATA_HOME, never in the user's own."""
     path = tmp_path_factory.mktemp("data-home")
-    previous = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("XDG_DATA_HOME", None)
-    else:
-        os.environ["XDG_DATA_HOME"] = previous
+    with _environment("XDG_DATA_HOME", str(path)):
+        yield path
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``name`` set to ``value`` in this process's environment for the block, then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 class _Databases(dict[str, str]):
@@ -167,19 +182,50 @@ async def _empty_tables(url: str) -> None:
     await engine.dispose()
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    """A node on an emptied database, its lifespan running."""
-    await _empty_tables(settings.database_url)
+@asynccontextmanager
+async def node_client(
+    settings: Settings, *, emptied: bool = False, base_url: str = "http://idnode.test"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a node started in-process with ``settings`` (its lifespan running), on an
+    emptied database when ``emptied``."""
+    async with (
+        running_app(settings, emptied=emptied) as application,
+        asgi_client(application, base_url) as http,
+    ):
+        yield http
+
+
+@asynccontextmanager
+async def asgi_client(
+    application: Any, base_url: str = "http://idnode.test"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that calls ``application`` in-process."""
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+        yield http
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, *, emptied: bool = True) -> AsyncIterator[Any]:
+    """A node made from ``settings``, its lifespan running (on an emptied database unless
+    ``emptied`` is false)."""
+    if emptied:
+        await _empty_tables(settings.database_url)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
 
 @pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """A node on an emptied database, its lifespan running."""
+    async with running_app(settings) as application:
+        yield application
+
+
+@pytest.fixture
 async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+    async with asgi_client(app) as http:
         yield http
 
 
@@ -194,6 +240,19 @@ async def create_enterprise(
     if prefix is not None:
         body["prefix"] = prefix
     response = await client.post("/api/v1/enterprises", json=body, headers=OPERATOR)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def create_provisioning_key(
+    client: httpx.AsyncClient, enterprise: dict[str, Any], name: str = "adapters"
+) -> dict[str, Any]:
+    """Factory: a provisioning key of ``enterprise``; its ``key`` and ``secret`` (shown once)."""
+    response = await client.post(
+        f"/api/v1/enterprises/{enterprise['prefix']}/provisioning-keys",
+        json={"name": name},
+        headers=bearer(enterprise),
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -259,6 +318,26 @@ class LiveNode:
                 self.process = None
 
 
+@contextmanager
+def running_node(
+    workdir: Path, database_url: str, *options: str, **settings: str
+) -> Iterator[LiveNode]:
+    """``idnode serve <options>`` on ``database_url`` with the operator token and the
+    ``IDNODE_<NAME>`` settings given, stopped when the block ends."""
+    env = {
+        **os.environ,
+        "IDNODE_DATABASE_URL": database_url,
+        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
+        **{f"IDNODE_{name.upper()}": value for name, value in settings.items()},
+    }
+    node = LiveNode(env, workdir)
+    node.start(*options)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
 def wait_until_answers(
     url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 60
 ) -> None:
@@ -278,20 +357,8 @@ def wait_until_answers(
 @pytest.fixture
 def live_node(backend: str, tmp_path: Path, database_urls: dict[str, str]) -> Iterator[LiveNode]:
     """A node process on its own fresh database (migrated by ``idnode serve`` itself)."""
-    pg_name = None
-    if backend == "postgresql":
-        pg_name = f"idnode_live_{os.getpid()}_{secrets.token_hex(3)}"
-        url = asyncio.run(_create_pg_database(pg_name))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
-    env = {**os.environ, "IDNODE_DATABASE_URL": url, "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN}
-    node = LiveNode(env, tmp_path)
-    node.start()
-    try:
+    with (
+        empty_database(backend, tmp_path / "live.db", "live") as url,
+        running_node(tmp_path, url) as node,
+    ):
         yield node
-    finally:
-        try:
-            node.stop()
-        finally:
-            if pg_name:
-                asyncio.run(_drop_pg_database(pg_name))

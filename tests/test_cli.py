@@ -39,6 +39,21 @@ TIMEOUT = 120
 TOKEN_WORD = re.compile(r"[A-Za-z0-9_\-]{32,}")
 
 
+def run_idnode(
+    env: dict[str, str], workdir: Path, *args: str, timeout: float = TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """``idnode <args>`` in ``workdir`` with exactly ``env``; its output, whatever its status."""
+    return subprocess.run(  # bounded: every call has a timeout
+        [str(IDNODE), *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class Cli:
     """Runs ``idnode`` against one database, with no IDNODE_* setting but the database URL."""
 
@@ -49,15 +64,7 @@ class Cli:
         self.env["IDNODE_DATABASE_URL"] = database_url
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # bounded: every call has a timeout
-            [str(IDNODE), *args],
-            env=self.env,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        return run_idnode(self.env, self.workdir, *args)
 
     def ok(self, *args: str) -> str:
         done = self.run(*args)

@@ -16,12 +16,12 @@ import pytest
 
 from tests.conftest import (
     OPERATOR_TOKEN,
-    LiveNode,
     free_port,
     fresh_pg_database,
     require_postgres,
+    running_node,
 )
-from tests.test_cli import IDNODE
+from tests.test_cli import run_idnode
 
 # Every test runs the console script in a subprocess (seconds each: it imports the whole node).
 pytestmark = pytest.mark.slow
@@ -39,27 +39,13 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 def idnode(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
     env.update({f"IDNODE_{k.upper()}": v for k, v in settings.items()})
-    return subprocess.run(  # bounded by the timeout
-        [str(IDNODE), *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return run_idnode(env, tmp_path, *args, timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_a_second_node_on_a_taken_port_stops_at_once(tmp_path: Path, server: str) -> None:
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'first.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-    }
-    first = LiveNode(env, tmp_path)
-    first.start("--no-broker")
-    try:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'first.db'}"
+    with running_node(tmp_path, database, "--no-broker") as first:
         second = idnode(
             tmp_path,
             "serve",
@@ -75,8 +61,6 @@ def test_a_second_node_on_a_taken_port_stops_at_once(tmp_path: Path, server: str
         assert f"127.0.0.1:{first.port}" in error
         assert "serving" not in second.stdout
         assert not (tmp_path / "second.db").exists()  # stopped before touching anything
-    finally:
-        first.stop()
 
 
 @pytest.fixture
@@ -160,10 +144,7 @@ def test_every_command_finds_the_node_whatever_folder_it_runs_in(tmp_path: Path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
         env.update({f"IDNODE_{k.upper()}": v for k, v in settings.items()})
         env["XDG_DATA_HOME"] = str(home)
-        return subprocess.run(  # bounded by the timeout
-            [str(IDNODE), *args], env=env, cwd=folder, capture_output=True, text=True,
-            timeout=TIMEOUT, check=False,
-        )  # fmt: skip
+        return run_idnode(env, folder, *args, timeout=TIMEOUT)
 
     created = run(first, "enterprise", "create", "Yili Dairy")
     assert created.returncode == 0, created.stderr

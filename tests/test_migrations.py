@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,19 +18,20 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import migrations
-from app.main import create_app
-from app.registry.history import record_at
+from app.registry.identifiers import record_at
 from app.settings import Settings
 from app.storage import history as history_repo
 from app.storage.models import HandleRow, NbiotPlatform, SnmsUser
 from gateways.nbiot.onenet import signature
 from tests.conftest import (
     OPERATOR_TOKEN,
-    _create_pg_database,
-    _drop_pg_database,
     bearer,
     create_enterprise,
+    create_provisioning_key,
+    empty_database,
+    node_client,
 )
+from tests.gateways.conftest import configure_nbiot
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 UPDATED = datetime(2026, 2, 1, tzinfo=UTC)
@@ -87,13 +87,7 @@ async def _inspect(url: str) -> tuple[list[tuple[str, int, str, str]], object, o
 
 
 def test_identifiers_that_exist_get_history_and_references(backend: str, tmp_path: Path) -> None:
-    pg_name = None
-    if backend == "postgresql":
-        pg_name = f"idnode_migration_{os.getpid()}_{secrets.token_hex(3)}"
-        url = asyncio.run(_create_pg_database(pg_name))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    try:
+    with empty_database(backend, tmp_path / "old.db", "migration") as url:
         config = alembic_config(url)
         command.upgrade(config, "0001")
         asyncio.run(_seed(url))
@@ -106,9 +100,6 @@ def test_identifiers_that_exist_get_history_and_references(backend: str, tmp_pat
         assert before is None  # history starts at the last change it knew of
         command.downgrade(config, "base")
         command.upgrade(config, "head")
-    finally:
-        if pg_name:
-            asyncio.run(_drop_pg_database(pg_name))
 
 
 async def _platform_tokens(url: str) -> list[str | None]:
@@ -122,27 +113,15 @@ async def _platform_tokens(url: str) -> list[str | None]:
 @asynccontextmanager
 async def _node_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a node on the database at ``url`` (started in-process)."""
-    application = create_app(Settings(database_url=url, admin_token=OPERATOR_TOKEN))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield http
+    async with node_client(Settings(database_url=url, admin_token=OPERATOR_TOKEN)) as http:
+        yield http
 
 
 async def _configure_onenet(url: str, token: str) -> dict[str, Any]:
     async with _node_client(url) as http:
         plant = await create_enterprise(http, "Sealed Plant")
-        key = await http.post(
-            f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-            json={"name": "nb"},
-            headers=bearer(plant),
-        )
-        put = await http.put(
-            f"/api/v1/enterprises/{plant['prefix']}/nbiot/onenet",
-            json={"provisionKey": key.json()["key"], "token": token},
-            headers=bearer(plant),
-        )
-        assert put.status_code == 200, put.text
+        key = await create_provisioning_key(http, plant, "nb")
+        await configure_nbiot(http, {**plant, "key": key["key"]}, "onenet", token)
     return plant
 
 
@@ -157,14 +136,8 @@ async def _onenet_check(url: str, prefix: str, token: str) -> int:
 def test_platform_tokens_are_sealed_at_rest_and_the_migration_reverses(
     backend: str, tmp_path: Path
 ) -> None:
-    pg_name = None
-    if backend == "postgresql":
-        pg_name = f"idnode_migration_{os.getpid()}_{secrets.token_hex(3)}"
-        url = asyncio.run(_create_pg_database(pg_name))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'sealed.db'}"
     token = "onenet-push-token-" + secrets.token_hex(4)
-    try:
+    with empty_database(backend, tmp_path / "sealed.db", "migration") as url:
         config = alembic_config(url)
         command.upgrade(config, "head")
         plant = asyncio.run(_configure_onenet(url, token))
@@ -182,9 +155,6 @@ def test_platform_tokens_are_sealed_at_rest_and_the_migration_reverses(
         assert token not in resealed
         assert asyncio.run(_onenet_check(url, plant["prefix"], token)) == 200
         assert asyncio.run(_onenet_check(url, plant["prefix"], "wrong")) == 403
-    finally:
-        if pg_name:
-            asyncio.run(_drop_pg_database(pg_name))
 
 
 SNMS_PASSWORD = "a long SNMS password"
@@ -229,13 +199,7 @@ def test_snms_password_digests_are_sealed_at_rest_and_the_migration_reverses(
 ) -> None:
     """The SHA-256 the hashed SNMS login needs logs a user in as well as the password does:
     stored sealed with the node key, opened again by the downgrade, sealed by the upgrade."""
-    pg_name = None
-    if backend == "postgresql":
-        pg_name = f"idnode_migration_{os.getpid()}_{secrets.token_hex(3)}"
-        url = asyncio.run(_create_pg_database(pg_name))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'sealed-snms.db'}"
-    try:
+    with empty_database(backend, tmp_path / "sealed-snms.db", "migration") as url:
         config = alembic_config(url)
         command.upgrade(config, "head")
         asyncio.run(_make_snms_user(url, "sealed-mes"))
@@ -252,6 +216,3 @@ def test_snms_password_digests_are_sealed_at_rest_and_the_migration_reverses(
         assert resealed != stored  # a fresh nonce
         assert asyncio.run(_hashed_login(url, "sealed-mes", SNMS_PASSWORD)) == 1
         assert asyncio.run(_hashed_login(url, "sealed-mes", "not the password")) == -2
-    finally:
-        if pg_name:
-            asyncio.run(_drop_pg_database(pg_name))

@@ -20,8 +20,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CallerDep, NodeDep, read_body, refuse_declared_size, require_credentials
 from app.errors import BatchRejected, InvalidRequest, RequestTooLarge
 from app.node import Node
-from app.registry.bulk import Batch, Item
-from app.registry.bulk_load import BulkLoad
+from app.registry.identifiers import Batch, BulkLoad, Item
 from app.storage.invalidation import evict_touched
 
 router = APIRouter(prefix="/api/v1", tags=["Identifiers"])

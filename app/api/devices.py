@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
 from app.api.schemas import RequestBody
-from app.registry import lorawan, nbiot, provisioning
+from app.registry.devices import lorawan, nbiot, provisioning
 from app.vault import Vault
 
 router = APIRouter(prefix="/api/v1/enterprises/{prefix}", tags=["Devices"])

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from app.api.deps import CallerDep, NodeDep, WriteSession, operator, owner_or_operator
 from app.api.schemas import RequestBody
 from app.auth import Principal
-from app.registry import enterprises as service
-from app.registry import public_keys
+from app.registry.access import enterprises as service
+from app.registry.access import public_keys
 
 router = APIRouter(prefix="/api/v1/enterprises", tags=["Enterprises"])
 OperatorDep = Annotated[Principal, Depends(operator)]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession
 from app.api.schemas import Moment, RequestBody
-from app.registry import grants as service
+from app.registry.access import grants as service
 
 router = APIRouter(prefix="/api/v1", tags=["Grants and reader tokens"])
 

@@ -14,8 +14,8 @@ from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
 from app.auth import Principal
 from app.errors import InvalidRequest
 from app.node import Node
-from app.registry import handles as service
-from app.registry import history
+from app.registry.identifiers import handles as service
+from app.registry.identifiers import history
 from app.storage.database import AsyncSession
 from resolver.cache import etag_of
 from resolver.engine import SITE_TYPE, site_url

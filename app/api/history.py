@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app.api.deps import CallerDep, NodeDep
-from app.registry import history, trace
+from app.registry.identifiers import history, trace
 from resolver.identifier import parse_handle
 
 router = APIRouter(prefix="/api/v1/identifiers", tags=["History and traceability"])

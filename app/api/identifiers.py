@@ -15,10 +15,10 @@ from app.api.deps import CallerDep, NodeDep, WriteSession, require_credentials
 from app.api.handles import record_then
 from app.api.schemas import RequestBody
 from app.node import Node
-from app.registry import history
-from app.registry import identifiers as service
-from app.registry import search as finder
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.identifiers import history
+from app.registry.identifiers import search as finder
+from app.registry.identifiers import templated as service
+from app.registry.templates import FOOD_BATCH
 from resolver.identifier import parse_handle
 from resolver.record import Record
 

@@ -1,5 +1,5 @@
 """The proxy: what a scanned QR code hits. ``GET /{handle}`` redirects to the identifier's
-``URL`` value, or shows its public page (``app/registry/public_page.py``)."""
+``URL`` value, or shows its public page (``app/registry/identifiers/public_page.py``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from app.api.identifiers import qr_code
 from app.api.pages import render
 from app.errors import InvalidRequest, ServiceUnavailable
 from app.node import Node
-from app.registry import clock, history
-from app.registry.public_page import public_page
+from app.registry import clock
+from app.registry.identifiers import history
+from app.registry.identifiers.public_page import public_page
 from resolver.errors import HandleNotFound, InvalidHandle, NotResponsible
 from resolver.identifier import parse_handle
 from resolver.record import Record

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, owner_or_operator
 from app.errors import InvalidRequest
-from app.registry import clock, recalls, scans
+from app.registry import clock
+from app.registry.identifiers import recalls, scans
 from resolver.identifier import parse_handle
 
 router = APIRouter(prefix="/api/v1/identifiers", tags=["Recalls and scans"])

@@ -8,9 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import CallerDep, NodeDep, WriteSession, json_body
 from app.api.schemas import RequestBody
-from app.registry import catalog
-from app.registry.bundled_templates import FOOD_BATCH
-from app.registry.template_definitions import MAX_VERSION, template_json
+from app.registry.templates import FOOD_BATCH, MAX_VERSION, catalog, template_json
 
 router = APIRouter(prefix="/api/v1/templates", tags=["Templates"])
 Body = Annotated[Any, Depends(json_body)]

@@ -18,7 +18,8 @@ from app.commands.database import (
     settings_from_env,
 )
 from app.csv_import import ImportSummary, UnreadableCsv, count_rows, encoding_of, import_csv
-from app.registry import catalog, enterprises
+from app.registry.access import enterprises
+from app.registry.templates import catalog
 from app.reporting.keys import NodeKeyUnreadable, load_or_create
 from app.reporting.monthly import InvalidMonth, as_text, month_bounds, monthly_report
 from app.storage.database import Database
@@ -64,24 +65,20 @@ def enterprise_list() -> None:
     echo_json([v.as_json() for v in views])
 
 
-@enterprise.command("disable")
-@click.argument("prefix")
-def enterprise_disable(prefix: str) -> None:
-    """Refuse PREFIX's writes; its identifiers keep resolving."""
-    view = in_transaction(
-        settings_from_env(), lambda s: enterprises.change_status(s, prefix, status="disabled")
-    )
-    echo_json(view.as_json())
+def _status_command(name: str, status: str, summary: str) -> None:
+    """``idnode enterprise <name> PREFIX``: set the enterprise's status to ``status``."""
+
+    @enterprise.command(name, help=summary)
+    @click.argument("prefix")
+    def change_status(prefix: str) -> None:
+        view = in_transaction(
+            settings_from_env(), lambda s: enterprises.change_status(s, prefix, status=status)
+        )
+        echo_json(view.as_json())
 
 
-@enterprise.command("enable")
-@click.argument("prefix")
-def enterprise_enable(prefix: str) -> None:
-    """Accept PREFIX's writes again."""
-    view = in_transaction(
-        settings_from_env(), lambda s: enterprises.change_status(s, prefix, status="active")
-    )
-    echo_json(view.as_json())
+_status_command("disable", "disabled", "Refuse PREFIX's writes; its identifiers keep resolving.")
+_status_command("enable", "active", "Accept PREFIX's writes again.")
 
 
 @click.command("import")

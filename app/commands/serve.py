@@ -24,7 +24,7 @@ from app.commands.database import (
     where,
 )
 from app.metrics import MULTIPROC_ENV
-from app.registry import enterprises
+from app.registry.access import enterprises
 from app.resources import MetricsPortTaken, device_gateway, gateway_metrics
 from app.security import MIN_OPERATOR_TOKEN_CHARS, new_token
 from app.settings import Settings

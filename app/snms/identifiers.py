@@ -13,11 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest, TemplateViolation
-from app.registry import identifiers as service
-from app.registry.bulk import Batch, Item, Result, authorize, register_chunk
-from app.registry.bulk_load import collector_paused
-from app.registry.handles import authorize_write, can_read_restricted, delete_record
-from app.registry.template_definitions import Template
+from app.registry.identifiers import (
+    Batch,
+    Item,
+    Result,
+    authorize,
+    authorize_write,
+    can_read_restricted,
+    collector_paused,
+    delete_record,
+    register_chunk,
+)
+from app.registry.identifiers import templated as service
+from app.registry.templates import Template
 from app.snms import records, templates
 from app.snms.envelope import SUCCESS, outcome
 from app.storage import snms as repo

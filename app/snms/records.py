@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.registry.template_definitions import Template
-from app.registry.templates import TEMPLATE_INDEX, TEMPLATE_TYPE
+from app.registry.templates import TEMPLATE_INDEX, TEMPLATE_TYPE, Template
 from resolver.record import Record
 from resolver.text import problem
 

@@ -26,12 +26,13 @@ from app.errors import (
     PermissionDenied,
     TemplateNotFound,
 )
-from app.registry import catalog, clock
-from app.registry.template_definitions import (
+from app.registry import clock
+from app.registry.templates import (
     FIRST_ATTRIBUTE_INDEX,
     MAX_TEXT,
     Item,
     Template,
+    catalog,
     item_json,
 )
 from app.storage import snms as repo

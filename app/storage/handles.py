@@ -303,7 +303,7 @@ async def remember_mint(
     return True
 
 
-# --- bulk registration: one set-based path (app/registry/bulk.py) ---
+# --- bulk registration: one set-based path (app/registry/identifiers/bulk.py) ---
 
 
 @dataclass(frozen=True, slots=True)

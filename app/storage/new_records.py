@@ -1,9 +1,10 @@
 """A record a bulk load creates, with everything its rows need worked out when it is made.
 
-Bulk loads check one chunk while the chunk before it is written (``app/registry/bulk_load.py``),
-so whatever per-record work can be done before the write is done here, at construction: the
-stored JSON text (written to ``handles`` and to its first history entry), the searchable rows
-and the identifiers its values reference. The write then only moves rows.
+Bulk loads check one chunk while the chunk before it is written
+(``app/registry/identifiers/bulk_load.py``), so whatever per-record work can be done before the
+write is done here, at construction: the stored JSON text (written to ``handles`` and to its
+first history entry), the searchable rows and the identifiers its values reference. The write
+then only moves rows.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the node answers to each Handle protocol request, through the same services as HTTP.
 
 Reads go through the node's resolver (cache, delegation, upstream) and the one read rule
-(``can_read_restricted``); writes through ``app.registry.handles`` (authorisation, value
+(``can_read_restricted``); writes through ``app.registry.identifiers.handles`` (authorisation, value
 rules, history with the actor, outbox events, cache invalidation). A login is kept on the
 :class:`Session` of its TCP connection, as the CAICT SDK expects.
 """
@@ -28,8 +28,9 @@ from app.auth import (
 )
 from app.errors import AuthenticationFailed
 from app.node import Node
-from app.registry import handles as service
-from app.registry import history, public_keys
+from app.registry.access import public_keys
+from app.registry.identifiers import handles as service
+from app.registry.identifiers import history
 from app.storage.database import AsyncSession
 from app.storage.invalidation import evict_touched
 from resolver.cache import Entry

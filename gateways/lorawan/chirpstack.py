@@ -19,9 +19,8 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import errors as node
-from app.registry import clock, hardware
-from app.registry.devices import Registration
-from app.registry.liveness import Heartbeat
+from app.registry import clock
+from app.registry.devices import Heartbeat, Registration, hardware
 from gateways.devices import DeviceService
 from gateways.mqtt.heartbeats import HeartbeatBatcher
 from gateways.mqtt.stats import Counters

@@ -24,8 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import errors as node
 from app.backoff import jittered
 from app.registry import clock
-from app.registry.devices import Registered
-from app.registry.liveness import Heartbeat
+from app.registry.devices import Heartbeat, Registered
 from app.settings import Settings
 from app.throttle import AttemptLimiter
 from gateways.devices import DeviceService, Refused, Request

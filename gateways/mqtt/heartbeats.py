@@ -11,7 +11,7 @@ from dataclasses import replace
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import DatabaseUnavailable
-from app.registry.liveness import Heartbeat
+from app.registry.devices import Heartbeat
 from gateways.devices import DeviceService
 from gateways.mqtt.stats import Counters
 

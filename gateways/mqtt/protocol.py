@@ -19,8 +19,7 @@ from typing import Any
 import orjson
 
 from app import errors as node
-from app.registry.devices import Registration
-from app.registry.liveness import Heartbeat, battery_level
+from app.registry.devices import Heartbeat, Registration, battery_level
 from resolver import errors as handle
 from resolver.errors import IdnodeError, InvalidHandle
 from resolver.identifier import parse_prefix

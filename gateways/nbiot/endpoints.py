@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from app.errors import IngestQueueFull, InvalidRequest, PermissionDenied, RequestTooLarge
-from app.registry.nbiot import PlatformAccount
+from app.registry.devices import PlatformAccount
 from app.state import state_of
 from gateways.nbiot import ctwing, onenet
 from gateways.nbiot.events import PlatformEvent

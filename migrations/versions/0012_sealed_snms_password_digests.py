@@ -10,13 +10,11 @@ does, so it is encrypted in place with the key derived from the node key file
 again. The column widens to hold the nonce, tag and base64 of the 64 hex digits.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import context, op
 
-from app.settings import Settings
-from app.vault import Vault
+from migrations.sealing import Change, resize, rewrite_column
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -32,36 +30,22 @@ users = sa.table(
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("snms_users") as batch:
-        batch.alter_column(
-            "password_sha256", existing_type=sa.String(length=64), type_=sa.String(length=256)
-        )
+    resize("snms_users", "password_sha256", 64, 256)
     _rewrite(lambda vault, digest, row: vault.seal(digest, belongs_to=row))
 
 
 def downgrade() -> None:
     _rewrite(lambda vault, digest, row: vault.open(digest, belongs_to=row))
-    with op.batch_alter_table("snms_users") as batch:
-        batch.alter_column(
-            "password_sha256", existing_type=sa.String(length=256), type_=sa.String(length=64)
-        )
+    resize("snms_users", "password_sha256", 256, 64)
 
 
-def _rewrite(change: Callable[[Vault, str, str], str]) -> None:
-    """Apply ``change`` to every stored digest (the node key is read only when there is one)."""
-    connection = op.get_bind()
-    rows = connection.execute(
-        sa.select(users.c.id, users.c.username, users.c.password_sha256)
-    ).all()
-    if not rows:
-        return
-    key_file = context.config.attributes.get("node_key_file") or Settings().node_key_file
-    vault = Vault(key_file)
-    for user_id, username, digest in rows:
-        # The same name the accounts seal under (app/snms/accounts.py sealed_under).
-        row = f"snms_users/{username}"
-        connection.execute(
-            users.update()
-            .where(users.c.id == user_id)
-            .values(password_sha256=change(vault, digest, row))
-        )
+def _rewrite(change: Change) -> None:
+    """Apply ``change`` to every stored digest (never null), under the same name the accounts
+    seal it (app/snms/accounts.py sealed_under)."""
+    rewrite_column(
+        users,
+        ("id", "username"),
+        "password_sha256",
+        lambda _user_id, username: f"snms_users/{username}",
+        change,
+    )

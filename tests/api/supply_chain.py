@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.registry.bundled_templates import FOOD_BATCH, FOOD_PRODUCT
+from app.registry.templates import FOOD_BATCH, FOOD_PRODUCT
 from tests.conftest import bearer, create_enterprise
 
 PRODUCT_NAME = FOOD_PRODUCT["example"]["productName"]

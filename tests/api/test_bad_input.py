@@ -18,10 +18,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.main import create_app
 from app.registry import clock
 from app.settings import Settings
-from tests.conftest import OPERATOR_TOKEN, _empty_tables, bearer, create_enterprise, url_value
+from tests.conftest import (
+    OPERATOR_TOKEN,
+    bearer,
+    create_enterprise,
+    node_client,
+    url_value,
+)
 
 SMALL_LIMIT = 2048
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -38,12 +43,8 @@ async def small_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         admin_token=OPERATOR_TOKEN,
         max_request_bytes=SMALL_LIMIT,
     )
-    await _empty_tables(small.database_url)
-    application = create_app(small)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield http
+    async with node_client(small, emptied=True) as http:
+        yield http
 
 
 def values_of(writer: int) -> list[dict[str, Any]]:
@@ -222,20 +223,12 @@ async def test_body_at_the_limit_is_accepted(small_client: httpx.AsyncClient) ->
         b"{'values': []}",
         b'{"values": [{"index": 1, "type": "URL", "data": NaN}]}',
         b"\xff\xfe\x00garbage",
+        b"",
+        b"   \n",
     ],
-    ids=["truncated", "words", "trailing", "single-quotes", "nan", "binary"],
+    ids=["truncated", "words", "trailing", "single-quotes", "nan", "binary", "empty", "whitespace"],
 )
-async def test_malformed_json_is_400_code_4_and_writes_nothing(
-    client: httpx.AsyncClient, content: bytes
-) -> None:
-    existing = await existing_record(client)
-    for answer in await existing.send_everywhere(client, content=content, headers=JSON_HEADERS):
-        assert_handle_error(answer, 400, 4)
-    await existing.assert_untouched()
-
-
-@pytest.mark.parametrize("content", [b"", b"   \n"], ids=["empty", "whitespace"])
-async def test_empty_body_is_400_and_writes_nothing(
+async def test_malformed_or_empty_json_is_400_code_4_and_writes_nothing(
     client: httpx.AsyncClient, content: bytes
 ) -> None:
     existing = await existing_record(client)

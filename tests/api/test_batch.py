@@ -9,11 +9,10 @@ import httpx
 import orjson
 import pytest
 
-from app.main import create_app
-from app.registry.bundled_templates import DEVICE, FOOD_BATCH
+from app.registry.templates import DEVICE, FOOD_BATCH
 from app.settings import Settings
 from tests.api.factories import GAUGE, add_gauge_template
-from tests.conftest import OPERATOR, _empty_tables, bearer, create_enterprise
+from tests.conftest import OPERATOR, bearer, create_enterprise, node_client
 
 BATCH = FOOD_BATCH["example"]
 DEVICE_ATTRS = DEVICE["example"]
@@ -289,14 +288,9 @@ async def test_enterprises_register_only_under_their_own_prefixes(
 @pytest.fixture
 async def small_client(settings: Settings) -> Any:
     """A node whose batch body limit is 2 KiB and whose batches commit every 2 items."""
-    await _empty_tables(settings.database_url)
-    application = create_app(
-        settings.model_copy(update={"batch_max_bytes": 2048, "batch_chunk_rows": 2})
-    )
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield http
+    small = settings.model_copy(update={"batch_max_bytes": 2048, "batch_chunk_rows": 2})
+    async with node_client(small, emptied=True) as http:
+        yield http
 
 
 async def test_a_body_over_the_limit_is_refused_and_nothing_written(

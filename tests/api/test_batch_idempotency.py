@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from app.settings import Settings
 from tests.api.test_batch import NDJSON, URL, bare, ndjson, send_ndjson, small_client
 from tests.conftest import bearer, create_enterprise

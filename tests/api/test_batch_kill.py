@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from tests.conftest import OPERATOR, LiveNode, bearer
 from tests.reporting.test_node_restart import kill_with_workers
 

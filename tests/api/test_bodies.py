@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import OPERATOR_TOKEN, _empty_tables
+from tests.conftest import OPERATOR_TOKEN, node_client
 
 LIMIT = 2048
 CHUNK = b" " * 1024
@@ -42,12 +41,8 @@ async def small_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     small = Settings(
         database_url=settings.database_url, admin_token=OPERATOR_TOKEN, max_request_bytes=LIMIT
     )
-    await _empty_tables(small.database_url)
-    application = create_app(small)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield http
+    async with node_client(small, emptied=True) as http:
+        yield http
 
 
 class Sent:

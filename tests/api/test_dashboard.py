@@ -13,7 +13,8 @@ import pytest
 
 from app.dashboard.sessions import COOKIE, Sessions
 from app.main import create_app
-from tests.conftest import OPERATOR_TOKEN, bearer, create_enterprise, url_value
+from tests.api.factories import register
+from tests.conftest import OPERATOR_TOKEN, asgi_client, create_enterprise, url_value
 
 
 async def log_in(client: httpx.AsyncClient, token: str = OPERATOR_TOKEN) -> httpx.Response:
@@ -83,8 +84,7 @@ async def test_the_operator_logs_in_with_a_safe_session_cookie(client: httpx.Asy
 
 
 async def test_over_https_the_cookie_is_secure(app: Any) -> None:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://idnode.test") as client:
+    async with asgi_client(app, "https://idnode.test") as client:
         cookie = (await log_in(client)).headers["set-cookie"]
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
 
@@ -132,13 +132,7 @@ async def test_the_stream_sends_history_then_a_snapshot_each_second(
     client: httpx.AsyncClient,
 ) -> None:
     enterprise = await create_enterprise(client)
-    handle = f"{enterprise['prefix']}/MILK-1"
-    created = await client.put(
-        f"/api/handles/{handle}",
-        json={"values": [url_value("https://example.com/1")]},
-        headers=bearer(enterprise),
-    )
-    assert created.status_code == 201
+    handle = await register(client, enterprise, "MILK-1", [url_value("https://example.com/1")])
     for _ in range(5):
         assert (await client.get(f"/api/handles/{handle}")).status_code == 200
     await log_in(client)
@@ -204,9 +198,7 @@ async def test_the_page_assets_are_served_by_the_node(client: httpx.AsyncClient)
 
 async def test_the_page_says_when_counting_is_off(settings: Any) -> None:
     off = create_app(settings.model_copy(update={"metrics": False}))
-    async with off.router.lifespan_context(off):
-        transport = httpx.ASGITransport(app=off)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as client:
-            await log_in(client)
-            page = await client.get("/dashboard")
+    async with off.router.lifespan_context(off), asgi_client(off) as client:
+        await log_in(client)
+        page = await client.get("/dashboard")
     assert 'id="metrics-off"' in page.text

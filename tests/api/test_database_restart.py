@@ -5,7 +5,6 @@ takes writes again once the database is back, by itself."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, url_value
+from tests.conftest import OPERATOR, LiveNode, running_node, url_value
 from tests.servers import PrivatePostgres, private_postgres
 
 pytestmark = pytest.mark.slow
@@ -30,13 +29,8 @@ def postgres() -> Iterator[PrivatePostgres]:
 
 @pytest.fixture
 def node(postgres: PrivatePostgres, tmp_path: Path) -> Iterator[LiveNode]:
-    env = {**os.environ, "IDNODE_DATABASE_URL": postgres.url, "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN}
-    live = LiveNode(env, tmp_path)
-    live.start("--no-broker")
-    try:
+    with running_node(tmp_path, postgres.url, "--no-broker") as live:
         yield live
-    finally:
-        live.stop()
 
 
 def values(n: int) -> list[dict[str, Any]]:

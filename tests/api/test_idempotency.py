@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from tests.conftest import bearer, create_enterprise, url_value
 
 

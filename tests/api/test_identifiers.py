@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import segno
 
-from app.main import create_app
-from app.registry.bundled_templates import DEVICE, DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
+from app.registry.templates import DEVICE, DRUG_BATCH, FOOD_BATCH, FOOD_PRODUCT
 from app.settings import Settings
-from tests.conftest import OPERATOR, bearer, create_enterprise
+from tests.conftest import OPERATOR, bearer, create_enterprise, node_client
 
 BATCH = FOOD_BATCH["example"]
 DRUG = DRUG_BATCH["example"]
@@ -375,14 +374,11 @@ async def test_qr_codes_encode_the_proxy_url(client: httpx.AsyncClient) -> None:
 
 async def test_qr_codes_use_the_public_url(settings: Settings) -> None:
     public = settings.model_copy(update={"public_url": "https://id.example.cn/"})
-    application = create_app(public)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
-            dairy = await create_enterprise(client)
-            handle = f"{dairy['prefix']}/MILK 250/B1"
-            await register(client, dairy, handle=handle)
-            svg = await client.get(f"/api/v1/identifiers/{handle}/qr.svg")
+    async with node_client(public, base_url="http://internal") as client:
+        dairy = await create_enterprise(client)
+        handle = f"{dairy['prefix']}/MILK 250/B1"
+        await register(client, dairy, handle=handle)
+        svg = await client.get(f"/api/v1/identifiers/{handle}/qr.svg")
     expected = f"https://id.example.cn/{dairy['prefix']}/MILK%20250/B1"
     assert svg.content == qr_bytes(expected, "svg", 4)
 

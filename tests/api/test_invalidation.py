@@ -196,6 +196,12 @@ def wait_on_b(
         time.sleep(POLL)
 
 
+def until_b_shows(pair: Pair, http: httpx.Client, suffix: str, url: str, timeout: float) -> float:
+    """Seconds until B answers ``url`` as the URL value of ``suffix``."""
+    elapsed, _ = wait_on_b(pair, http, suffix, lambda r: url_of(r) == url, timeout=timeout)
+    return elapsed
+
+
 def measure_propagation(pair: Pair, http: httpx.Client, suffix: str) -> list[float]:
     """ROUNDS changes through A; for each, how long until B answers the new value."""
     current = f"https://trace.example.com/{suffix}/start"
@@ -205,10 +211,7 @@ def measure_propagation(pair: Pair, http: httpx.Client, suffix: str) -> list[flo
         cached_on_b(pair, http, suffix, current)
         current = f"https://trace.example.com/{suffix}/{round_}"
         put(pair, suffix, current)
-        elapsed, _ = wait_on_b(
-            pair, http, suffix, lambda r, want=current: url_of(r) == want, timeout=5
-        )
-        latencies.append(elapsed)
+        latencies.append(until_b_shows(pair, http, suffix, current, timeout=5))
     return latencies
 
 
@@ -261,12 +264,8 @@ def test_postgres_write_on_a_reaches_b_within_100ms(
         # B cached "not found"; creating the identifier through A evicts that too.
         assert http.get(pair.handle_url(pair.b, "MILK-1")).status_code == 404
         put(pair, "MILK-1", "https://trace.example.com/milk/again")
-        elapsed, _ = wait_on_b(
-            pair,
-            http,
-            "MILK-1",
-            lambda r: url_of(r) == "https://trace.example.com/milk/again",
-            timeout=5,
+        elapsed = until_b_shows(
+            pair, http, "MILK-1", "https://trace.example.com/milk/again", timeout=5
         )
         assert elapsed < LIMIT, f"B kept its negative answer for {elapsed:.3f}s"
 
@@ -287,12 +286,8 @@ def test_postgres_listener_reconnects_and_clears_the_cache(
         # identifier at once: B may miss the NOTIFY, and must clear its cache on reconnecting.
         kill_listeners(database)
         put(pair, "MILK-2", "https://trace.example.com/milk/after")
-        missed, _ = wait_on_b(
-            pair,
-            http,
-            "MILK-2",
-            lambda r: url_of(r) == "https://trace.example.com/milk/after",
-            timeout=10,
+        missed = until_b_shows(
+            pair, http, "MILK-2", "https://trace.example.com/milk/after", timeout=10
         )
 
         # Both listeners are back, on new connections.
@@ -315,12 +310,8 @@ def test_postgres_listener_reconnects_and_clears_the_cache(
         ), "B does not cache (or learned of a change no one announced)"
         before = listener_pids(database)
         kill_listeners(database)
-        cleared, _ = wait_on_b(
-            pair,
-            http,
-            "MILK-3",
-            lambda r: url_of(r) == "https://trace.example.com/milk3/behind",
-            timeout=10,
+        cleared = until_b_shows(
+            pair, http, "MILK-3", "https://trace.example.com/milk3/behind", timeout=10
         )
         listeners_back(database, before)
 
@@ -386,12 +377,8 @@ def test_postgres_nodes_carry_on_when_every_connection_is_dropped(pg_pair: Pair)
         put(pair, "MILK-5", "https://trace.example.com/milk5/changed")
         listeners_back(database, before)
         put(pair, "MILK-4", "https://trace.example.com/milk4/after")
-        elapsed, _ = wait_on_b(
-            pair,
-            http,
-            "MILK-4",
-            lambda r: url_of(r) == "https://trace.example.com/milk4/after",
-            timeout=5,
+        elapsed = until_b_shows(
+            pair, http, "MILK-4", "https://trace.example.com/milk4/after", timeout=5
         )
         assert elapsed < LIMIT, f"B saw the change after {elapsed * 1000:.0f} ms"
 

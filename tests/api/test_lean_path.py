@@ -31,7 +31,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.storage.invalidation import PostgresListener
 from resolver.cache import ResolverCache
-from tests.conftest import bearer, create_enterprise, url_value
+from tests.conftest import asgi_client, bearer, create_enterprise, url_value
 
 API = "/api/handles/"
 PUBLIC_URL = "https://trace.example.com/milk/1"
@@ -167,8 +167,7 @@ async def routed(
     other = create_app(settings.model_copy(update={"lean_resolve": False}))
     async with other.router.lifespan_context(other):
         await stop_cache_sync(other)
-        transport = httpx.ASGITransport(app=other)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+        async with asgi_client(other) as http:
             yield Routed(http, install_probe(other, monkeypatch))
 
 

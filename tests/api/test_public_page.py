@@ -12,12 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.main import create_app
-from app.registry.bundled_templates import DEVICE, VACCINE_UNIT
+from app.registry.templates import DEVICE, VACCINE_UNIT
 from app.storage.models import OutboxEvent
 from tests.api.factories import part_of, put
 from tests.api.supply_chain import PRODUCT_NAME, chain, identifier
-from tests.conftest import OPERATOR, bearer, create_enterprise, free_port
+from tests.conftest import OPERATOR, bearer, create_enterprise, free_port, node_client
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
 EN = {"Accept-Language": "en-GB,en;q=0.9"}
@@ -301,11 +300,8 @@ async def test_an_unreachable_upstream_is_a_page_saying_try_again(settings: Any)
     down = settings.model_copy(
         update={"upstream_url": f"http://127.0.0.1:{free_port()}", "upstream_timeout": 1}
     )
-    application = create_app(down)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as client:
-            chinese = await page(client, "/86.100.1/MILK-1", 502, **ZH)
-            english = await page(client, "/86.100.1/MILK-1", 502, **EN)
+    async with node_client(down) as client:
+        chinese = await page(client, "/86.100.1/MILK-1", 502, **ZH)
+        english = await page(client, "/86.100.1/MILK-1", 502, **EN)
     assert "暂时无法查询" in chinese
     assert "try again in a minute" in english

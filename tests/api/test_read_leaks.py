@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from tests.api.factories import grant, part_of, put, reader, register, restricted
 from tests.conftest import OPERATOR, bearer, create_enterprise, url_value
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.registry.bundled_templates import VACCINE_UNIT
+from app.registry.templates import VACCINE_UNIT
 from tests.conftest import OPERATOR, bearer, create_enterprise
 
 UNIT = VACCINE_UNIT["example"]

@@ -5,7 +5,6 @@ cannot hold connections open, and other clients are served meanwhile."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR_TOKEN, LiveNode
+from tests.conftest import LiveNode, running_node
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +26,10 @@ PROMPT = 2.0  # seconds a normal request may take while the slow ones are pendin
 
 @pytest.fixture(params=["granian", "uvicorn"])
 def slow_node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveNode]:
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-        "IDNODE_REQUEST_BODY_TIMEOUT": str(TIMEOUT),
-    }
-    node = LiveNode(env, tmp_path)
-    node.start("--server", request.param, "--no-broker")
-    try:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}"
+    options = ("--server", request.param, "--no-broker")
+    with running_node(tmp_path, database, *options, request_body_timeout=str(TIMEOUT)) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def _slow_request(port: int) -> socket.socket:

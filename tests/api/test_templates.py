@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from tests.conftest import OPERATOR, bearer, create_enterprise
 
 BUNDLED_IDS = ["device", "drug.batch", "food.batch", "food.product", "vaccine.unit",

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.registry.trace import MAX_NODES
+from app.registry.identifiers import MAX_NODES
 from tests.api.factories import (
     GAUGE,
     add_gauge_template,

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, url_value
+from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, running_node, url_value
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +54,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[LiveNode]:
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'dashboard.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-        "IDNODE_CENSUS_INTERVAL": "1",  # identifier counts within a second, not 15
-    }
-    live = LiveNode(env, tmp_path)
-    live.start("--no-broker")
-    try:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'dashboard.db'}"
+    # census_interval: identifier counts within a second, not 15
+    with running_node(tmp_path, database, "--no-broker", census_interval="1") as live:
         yield live
-    finally:
-        live.stop()
 
 
 def shown(page: Any, element: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import InvalidHardwareId
-from app.registry.hardware import candidates, device_suffix, normalise
+from app.registry.devices import candidates, device_suffix, normalise
 
 
 @pytest.mark.parametrize(

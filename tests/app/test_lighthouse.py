@@ -20,7 +20,7 @@ import pytest
 
 from tests.api.supply_chain import chain
 from tests.app.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import OPERATOR_TOKEN, LiveNode
+from tests.conftest import running_node
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +45,9 @@ async def _unit(url: str) -> str:
 
 @pytest.fixture
 def unit_page(tmp_path: Path) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'lighthouse.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-    }
-    live = LiveNode(env, tmp_path)
-    live.start("--no-broker")
-    try:
-        with ThreadPoolExecutor(1) as thread:
-            yield f"{live.url}/{thread.submit(asyncio.run, _unit(live.url)).result()}"
-    finally:
-        live.stop()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'lighthouse.db'}"
+    with running_node(tmp_path, database, "--no-broker") as live, ThreadPoolExecutor(1) as thread:
+        yield f"{live.url}/{thread.submit(asyncio.run, _unit(live.url)).result()}"
 
 
 def test_the_product_page_scores_at_least_95(unit_page: str, tmp_path: Path) -> None:

@@ -21,7 +21,16 @@ from app.cli import migrate_database
 from app.main import create_app
 from app.settings import Settings
 from tests.api.test_lean_path import cache_sync_task, postgres_listener
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, bearer, create_enterprise, url_value
+from tests.conftest import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    asgi_client,
+    bearer,
+    create_enterprise,
+    create_provisioning_key,
+    node_client,
+    url_value,
+)
 from tests.gateways.conftest import require_mosquitto
 from tests.gateways.test_nbiot_ingest import ctwing_account, imei, push
 from tests.servers import PrivatePostgres, private_postgres
@@ -115,15 +124,10 @@ async def test_a_stopped_postgresql_is_a_503_on_every_door_until_it_is_back(
     node: Any, pg_settings: Settings, postgres: PrivatePostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="app.storage.outages")
-    transport = httpx.ASGITransport(app=node)
-    async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
+    async with asgi_client(node) as http:
         plant = await ctwing_account(http)
-        created = await http.post(
-            f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-            json={"name": "adapters"},
-            headers=bearer(plant),
-        )
-        plant |= {"key": created.json()["key"], "provisionSecret": created.json()["secret"]}
+        created = await create_provisioning_key(http, plant)
+        plant |= {"key": created["key"], "provisionSecret": created["secret"]}
         cached, missing = f"{plant['prefix']}/CACHED", f"{plant['prefix']}/MISSING"
         values = {"values": [url_value("https://example.com/a")]}
         assert (
@@ -191,21 +195,18 @@ async def test_a_locked_sqlite_file_is_a_503(tmp_path: Path) -> None:
         sqlite_busy_timeout_ms=100,
     )
     await asyncio.to_thread(migrate_database, settings)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            plant = await create_enterprise(http)
-            other = sqlite3.connect(path, isolation_level=None)  # another program writing
-            try:
-                other.execute("BEGIN IMMEDIATE")
-                values = {"values": [url_value("https://example.com/a")]}
-                handle = f"/api/handles/{plant['prefix']}/LOCKED"
-                locked = await http.put(handle, json=values, headers=bearer(plant))
-                assert_unavailable(locked)
-                assert locked.json()["message"] == UNAVAILABLE
-                other.execute("ROLLBACK")
-                written = await http.put(handle, json=values, headers=bearer(plant))
-                assert written.status_code == 201, written.text
-            finally:
-                other.close()
+    async with node_client(settings) as http:
+        plant = await create_enterprise(http)
+        other = sqlite3.connect(path, isolation_level=None)  # another program writing
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            values = {"values": [url_value("https://example.com/a")]}
+            handle = f"/api/handles/{plant['prefix']}/LOCKED"
+            locked = await http.put(handle, json=values, headers=bearer(plant))
+            assert_unavailable(locked)
+            assert locked.json()["message"] == UNAVAILABLE
+            other.execute("ROLLBACK")
+            written = await http.put(handle, json=values, headers=bearer(plant))
+            assert written.status_code == 201, written.text
+        finally:
+            other.close()

@@ -8,7 +8,6 @@ Screenshots are saved under the test's temporary directory (their paths are prin
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from app.registry.bundled_templates import DEVICE
+from app.registry.templates import DEVICE
 from tests.api.supply_chain import PRODUCT_NAME, Chain, chain, identifier
 from tests.app.test_dashboard_browser import browser  # noqa: F401 - the shared fixture
-from tests.conftest import OPERATOR_TOKEN, LiveNode, bearer, create_enterprise
+from tests.conftest import bearer, create_enterprise, running_node
 
 pytestmark = pytest.mark.slow
 
@@ -59,19 +58,10 @@ async def _seed(url: str) -> Scene:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     workdir = tmp_path_factory.mktemp("public-page")
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'page.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-    }
-    live = LiveNode(env, workdir)
-    live.start("--no-broker")
-    try:
-        # In a thread of its own: playwright's sync API keeps an event loop in this one.
-        with ThreadPoolExecutor(1) as thread:
-            yield thread.submit(asyncio.run, _seed(live.url)).result()
-    finally:
-        live.stop()
+    database = f"sqlite+aiosqlite:///{workdir / 'page.db'}"
+    # In a thread of its own: playwright's sync API keeps an event loop in this one.
+    with running_node(workdir, database, "--no-broker") as live, ThreadPoolExecutor(1) as thread:
+        yield thread.submit(asyncio.run, _seed(live.url)).result()
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,19 @@ from typing import Any
 import pytest
 
 from app.errors import InvalidTemplate, TemplateViolation
-from app.registry.bundled_templates import (
+from app.registry.templates import (
     BUNDLED,
     DEVICE,
     DRUG_BATCH,
     FOOD_PRODUCT,
+    RESTRICTED_PERMISSIONS,
+    TEMPLATE_INDEX,
     VETDRUG_PACKAGE,
-)
-from app.registry.template_definitions import (
     Template,
+    check,
     check_successor,
     parse_template,
     template_json,
-)
-from app.registry.templates import (
-    RESTRICTED_PERMISSIONS,
-    TEMPLATE_INDEX,
-    check,
 )
 
 ITEMS: list[dict[str, Any]] = [

@@ -17,9 +17,16 @@ import aiomqtt
 import httpx
 import pytest
 
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import _empty_tables, _port_open, bearer, create_enterprise
+from tests.conftest import (
+    _port_open,
+    asgi_client,
+    bearer,
+    create_enterprise,
+    create_provisioning_key,
+    running_app,
+)
+from tests.gateways.handle_node import NativeNode, native_node
 
 MOSQUITTO_HINT = "Mosquitto is not reachable on 127.0.0.1:1883; start it with `mosquitto -d`"
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -56,19 +63,23 @@ def gateway_settings(settings: Settings, topic_root: str) -> Settings:
 
 
 @pytest.fixture
+async def node(settings: Settings) -> AsyncIterator[NativeNode]:
+    """A node with its native Handle listener on a port of its own (``handle_node.py``)."""
+    async with native_node(settings) as running:
+        yield running
+
+
+@pytest.fixture
 async def gateway_app(gateway_settings: Settings) -> AsyncIterator[Any]:
     """The node with its gateway connected."""
-    await _empty_tables(gateway_settings.database_url)
-    application = create_app(gateway_settings)
-    async with application.router.lifespan_context(application):
+    async with running_app(gateway_settings) as application:
         await asyncio.wait_for(application.state.gateway.connected.wait(), 10)
         yield application
 
 
 @pytest.fixture
 async def http(gateway_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=gateway_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as client:
+    async with asgi_client(gateway_app) as client:
         yield client
 
 
@@ -101,17 +112,25 @@ class Device:
         raise AssertionError("no reply")
 
 
+async def configure_nbiot(
+    client: httpx.AsyncClient, plant: dict[str, Any], platform: str, token: str | None
+) -> None:
+    """``plant``'s account on NB-IoT ``platform`` pushes with ``token``, its devices register
+    with ``plant["key"]``."""
+    answer = await client.put(
+        f"/api/v1/enterprises/{plant['prefix']}/nbiot/{platform}",
+        json={"provisionKey": plant["key"], "token": token},
+        headers=bearer(plant),
+    )
+    assert answer.status_code == 200, answer.text
+
+
 @pytest.fixture
 async def enterprise(http: httpx.AsyncClient) -> dict[str, Any]:
     """An enterprise with a provisioning key (``key`` / ``secret`` added)."""
     plant = await create_enterprise(http, "Retrofit Plant")
-    created = await http.post(
-        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-        json={"name": "adapters"},
-        headers=bearer(plant),
-    )
-    assert created.status_code == 201
-    return {**plant, "key": created.json()["key"], "provisionSecret": created.json()["secret"]}
+    created = await create_provisioning_key(http, plant)
+    return {**plant, "key": created["key"], "provisionSecret": created["secret"]}
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 
-from app.main import create_app
 from app.settings import Settings
 from resolver.handle_protocol.client import HandleClient
-from tests.conftest import _empty_tables, free_port
+from tests.conftest import asgi_client, free_port, running_app
 
 HOST = "127.0.0.1"
 
@@ -39,10 +38,8 @@ async def native_node(
     """``fresh=False``: keep what the database holds (a second node on the same one)."""
     port = free_port()
     configured = settings.model_copy(update={"handle_host": HOST, "handle_port": port, **overrides})
-    if fresh:
-        await _empty_tables(configured.database_url)
-    application = create_app(configured)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield NativeNode(application, http, configured.handle_port)
+    async with (
+        running_app(configured, emptied=fresh) as application,
+        asgi_client(application) as http,
+    ):
+        yield NativeNode(application, http, configured.handle_port)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, bearer
+from tests.conftest import OPERATOR, LiveNode, create_provisioning_key, running_node
 from tests.servers import PrivateMosquitto, private_mosquitto
 
 pytestmark = pytest.mark.slow
@@ -34,19 +33,11 @@ def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
 
 @pytest.fixture
 def node(broker: PrivateMosquitto, tmp_path: Path) -> Iterator[LiveNode]:
-    env = {
-        **os.environ,
-        "IDNODE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'node.db'}",
-        "IDNODE_ADMIN_TOKEN": OPERATOR_TOKEN,
-        "IDNODE_MQTT_URL": broker.url,
-        "IDNODE_MQTT_MAX_BACKOFF": "0.5",
-    }
-    live = LiveNode(env, tmp_path)
-    live.start("--no-broker")
-    try:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
+    with running_node(
+        tmp_path, database, "--no-broker", mqtt_url=broker.url, mqtt_max_backoff="0.5"
+    ) as live:
         yield live
-    finally:
-        live.stop()
 
 
 async def wait_until_ready(http: httpx.AsyncClient, ready: bool) -> list[str]:
@@ -114,12 +105,8 @@ async def test_every_registration_accepted_across_a_broker_restart_is_there_once
         plant = (
             await http.post("/api/v1/enterprises", json={"name": "Plant"}, headers=OPERATOR)
         ).json()
-        key = await http.post(
-            f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-            json={"name": "line-1"},
-            headers=bearer(plant),
-        )
-        plant |= {"key": key.json()["key"], "secret": key.json()["secret"]}
+        key = await create_provisioning_key(http, plant, "line-1")
+        plant |= {"key": key["key"], "secret": key["secret"]}
         await wait_until_ready(http, ready=True)
         devices = Devices(broker.port, plant)
         hardware_ids = [f"SN-{n:04d}" for n in range(DEVICES)]

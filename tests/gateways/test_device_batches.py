@@ -11,18 +11,13 @@ from app.registry.devices import Registered, Registration
 from app.settings import Settings
 from app.storage.models import Device
 from gateways.devices import DeviceService, Refused, Request
-from tests.conftest import bearer, create_enterprise
+from tests.conftest import bearer, create_enterprise, create_provisioning_key
 
 
 async def _provisioned(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
     plant = await create_enterprise(client, name)
-    created = await client.post(
-        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-        json={"name": "adapters"},
-        headers=bearer(plant),
-    )
-    assert created.status_code == 201, created.text
-    return {**plant, "key": created.json()["key"], "secret": created.json()["secret"]}
+    created = await create_provisioning_key(client, plant)
+    return {**plant, "key": created["key"], "secret": created["secret"]}
 
 
 def _request(plant: dict[str, Any], serial: str, **attributes: Any) -> Request:

@@ -4,10 +4,7 @@ HTTP (one store, one cache, one set of rules)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from app.settings import Settings
 from resolver.handle_protocol.bodies import Query
@@ -28,12 +25,6 @@ from resolver.values import HandleValue
 from tests.api.factories import grant, history
 from tests.conftest import OPERATOR, bearer, create_enterprise, url_value
 from tests.gateways.handle_node import HOST, NativeNode, native_node
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 def url(index: int, text: str, permissions: str = "1110") -> HandleValue:

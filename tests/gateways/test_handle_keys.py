@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.settings import Settings
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.client import PrivateKey, request_message
 from resolver.handle_protocol.message import (
@@ -23,13 +21,7 @@ from resolver.handle_protocol.message import (
 )
 from resolver.values import HandleValue
 from tests.conftest import OPERATOR, bearer, create_enterprise
-from tests.gateways.handle_node import NativeNode, native_node
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
+from tests.gateways.handle_node import NativeNode
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,16 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.settings import Settings
 from tests.conftest import bearer, create_enterprise, url_value
-from tests.gateways.handle_node import HOST, NativeNode, native_node
+from tests.gateways.handle_node import HOST, NativeNode
 
 IDNODE = Path(sys.executable).with_name("idnode")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 async def idnode_resolve(*args: str) -> tuple[int, Any]:

@@ -7,14 +7,10 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from app.registry import public_keys
-from app.settings import Settings
+from app.registry.access import public_keys
 from resolver.handle_protocol import bodies
 from resolver.handle_protocol.message import (
     ENVELOPE_SIZE,
@@ -26,19 +22,13 @@ from resolver.handle_protocol.message import (
 )
 from tests.api.factories import history
 from tests.conftest import bearer, create_enterprise
-from tests.gateways.handle_node import HOST, NativeNode, native_node
+from tests.gateways.handle_node import HOST, NativeNode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "handle"
 
 
 def session(name: str) -> dict[str, Any]:
     return dict(json.loads((FIXTURES / name).read_text()))
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 async def exchange(

@@ -8,13 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from app.settings import Settings
 from resolver.handle_protocol.message import (
     ENVELOPE_SIZE,
     FLAG_CONTINUOUS,
@@ -23,17 +19,11 @@ from resolver.handle_protocol.message import (
     read_message,
 )
 from tests.conftest import bearer, create_enterprise
-from tests.gateways.handle_node import HOST, NativeNode, native_node
+from tests.gateways.handle_node import HOST, NativeNode
 
 CAPTURE = (
     Path(__file__).resolve().parent.parent / "fixtures" / "handle" / "sdk-2.0.3-udp-session.json"
 )
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 class _Answers(asyncio.DatagramProtocol):

@@ -4,29 +4,20 @@ same rules as ``/api/v1/identifiers``; records without a template stay free-form
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
-from app.registry.bundled_templates import DRUG_BATCH, FOOD_BATCH
-from app.settings import Settings
+from app.registry.templates import DRUG_BATCH, FOOD_BATCH
 from resolver.handle_protocol.message import RC_INVALID_VALUE, RC_SUCCESS
 from resolver.values import HandleValue
 from tests.conftest import bearer, create_enterprise, url_value
-from tests.gateways.handle_node import NativeNode, native_node
+from tests.gateways.handle_node import NativeNode
 
 BATCH = FOOD_BATCH["example"]
 DRUG = DRUG_BATCH["example"]
 QUANTITY, BATCH_NUMBER, INSPECTION, TRACE_CODE = 2004, 2001, 2007, 2012
 OTHER_CODE, THIRD_CODE = "81234567890000000001", "81234567890000000002"
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 async def batch(node: NativeNode, enterprise: dict[str, Any], suffix: str) -> str:

@@ -5,10 +5,7 @@ operator."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from app.settings import Settings
 from resolver.handle_protocol.client import Answer, HandleClient
@@ -24,12 +21,6 @@ from tests.conftest import OPERATOR_TOKEN, bearer, create_enterprise, url_value
 from tests.gateways.handle_node import NativeNode, native_node
 
 RESTRICTED = {"index": 4, "type": "COST", "data": "12.50", "permissions": "1100"}
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[NativeNode]:
-    async with native_node(settings) as running:
-        yield running
 
 
 async def record(node: NativeNode, owner: dict[str, Any], suffix: str) -> str:

@@ -11,8 +11,8 @@ import pytest
 from app.settings import Settings
 from gateways.nbiot import onenet
 from tests.app.test_metrics import grown, scrape
-from tests.conftest import bearer, create_enterprise
-from tests.gateways.conftest import fixture_json
+from tests.conftest import bearer, create_enterprise, create_provisioning_key
+from tests.gateways.conftest import configure_nbiot, fixture_json
 
 ONENET_IMEI = "861234056789012"
 CTWING_IMEI = "861234056789020"
@@ -21,23 +21,8 @@ CTWING_IMEI = "861234056789020"
 @pytest.fixture
 async def plant(client: httpx.AsyncClient) -> dict[str, Any]:
     plant = await create_enterprise(client, "Cold Chain Co")
-    key = await client.post(
-        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-        json={"name": "nb-iot"},
-        headers=bearer(plant),
-    )
-    return {**plant, "key": key.json()["key"]}
-
-
-async def configure(
-    client: httpx.AsyncClient, plant: dict[str, Any], platform: str, token: str | None
-) -> None:
-    answer = await client.put(
-        f"/api/v1/enterprises/{plant['prefix']}/nbiot/{platform}",
-        json={"provisionKey": plant["key"], "token": token},
-        headers=bearer(plant),
-    )
-    assert answer.status_code == 200, answer.text
+    key = await create_provisioning_key(client, plant, "nb-iot")
+    return {**plant, "key": key["key"]}
 
 
 async def values(client: httpx.AsyncClient, handle: str) -> dict[str, str]:
@@ -57,7 +42,7 @@ async def onenet_post(client: httpx.AsyncClient, prefix: str, name: str) -> http
 
 async def test_onenet_url_verification(client: httpx.AsyncClient, plant: dict[str, Any]) -> None:
     check = fixture_json("onenet/url-verification.json")
-    await configure(client, plant, "onenet", check["token"])
+    await configure_nbiot(client, plant, "onenet", check["token"])
     url = f"/api/v1/ingest/onenet/{plant['prefix']}"
 
     answer = await client.get(url, params=check["query"])
@@ -73,7 +58,7 @@ async def test_onenet_url_verification(client: httpx.AsyncClient, plant: dict[st
 async def test_onenet_pushes_register_and_update_liveness(
     client: httpx.AsyncClient, plant: dict[str, Any], app: Any
 ) -> None:
-    await configure(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
+    await configure_nbiot(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
     handle = f"{plant['prefix']}/DEV-imei-{ONENET_IMEI}"
 
     forged = await onenet_post(client, plant["prefix"], "data-push-bad-signature.json")
@@ -108,7 +93,7 @@ async def test_unconfigured_prefix_is_refused(
 
 
 async def test_ctwing_pushes(client: httpx.AsyncClient, plant: dict[str, Any], app: Any) -> None:
-    await configure(client, plant, "ctwing", "ctw-secret-1")
+    await configure_nbiot(client, plant, "ctwing", "ctw-secret-1")
     url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
     for name in ("datareport-passthrough.json", "datareport-decoded.json"):
         answer = await client.post(
@@ -131,7 +116,7 @@ async def test_ctwing_pushes(client: httpx.AsyncClient, plant: dict[str, Any], a
 async def test_revoked_key_stops_platform_registrations(
     client: httpx.AsyncClient, plant: dict[str, Any]
 ) -> None:
-    await configure(client, plant, "ctwing", None)
+    await configure_nbiot(client, plant, "ctwing", None)
     await client.delete(
         f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys/{plant['key']}",
         headers=bearer(plant),
@@ -156,7 +141,7 @@ async def test_onenet_needs_a_token(client: httpx.AsyncClient, plant: dict[str, 
 async def test_nbiot_registrations_show_in_metrics(
     client: httpx.AsyncClient, plant: dict[str, Any], app: Any
 ) -> None:
-    await configure(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
+    await configure_nbiot(client, plant, "onenet", fixture_json("onenet/data-push.json")["token"])
     before = await scrape(client)
     for name in ("online-push.json", "data-push.json"):  # the second finds it registered
         assert (await onenet_post(client, plant["prefix"], name)).status_code == 200
@@ -169,7 +154,7 @@ async def test_nbiot_registrations_show_in_metrics(
 async def test_ctwing_pushes_that_name_no_device_or_carry_control_characters_are_refused(
     client: httpx.AsyncClient, plant: dict[str, Any], app: Any
 ) -> None:
-    await configure(client, plant, "ctwing", "ctw-secret-1")
+    await configure_nbiot(client, plant, "ctwing", "ctw-secret-1")
     url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
     push = fixture_json("ctwing/datareport-decoded.json")
     del push["IMEI"]
@@ -193,7 +178,7 @@ async def test_onenet_pushes_without_imei_or_with_control_characters_are_refused
     client: httpx.AsyncClient, plant: dict[str, Any]
 ) -> None:
     push = fixture_json("onenet/data-push.json")
-    await configure(client, plant, "onenet", push["token"])
+    await configure_nbiot(client, plant, "onenet", push["token"])
     msg = dict(push["body"]["msg"])
     del msg["imei"]
     cases = [(msg, "msg.imei"), ({**msg, "imei": ONENET_IMEI, "ds_id": "x\x00"}, "msg.ds_id")]
@@ -213,7 +198,7 @@ async def test_onenet_pushes_without_imei_or_with_control_characters_are_refused
 async def test_wrong_push_tokens_are_throttled(
     client: httpx.AsyncClient, plant: dict[str, Any], settings: Settings
 ) -> None:
-    await configure(client, plant, "ctwing", "ctw-secret-1")
+    await configure_nbiot(client, plant, "ctwing", "ctw-secret-1")
     url = f"/api/v1/ingest/ctwing/{plant['prefix']}"
     push = fixture_json("ctwing/datareport-decoded.json")
     for n in range(settings.auth_failures_per_credential):
@@ -229,7 +214,7 @@ async def test_a_onenet_device_push_without_imei_is_refused(
 ) -> None:
     """Devices register by IMEI: a data push without one used to answer 200 and do nothing."""
     token = "idnode-onenet-token-2026"
-    await configure(client, plant, "onenet", token)
+    await configure_nbiot(client, plant, "onenet", token)
     msg = '{"type":1,"dev_id":602114887,"ds_id":"3303_0_5700","at":1763604940500,"value":4.2}'
     nonce = "Lw2Qy8Rt"
     body = json.dumps(

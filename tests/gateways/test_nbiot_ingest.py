@@ -11,10 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import _empty_tables, bearer, create_enterprise
-from tests.gateways.conftest import fixture_json
+from tests.conftest import (
+    _empty_tables,
+    asgi_client,
+    bearer,
+    create_enterprise,
+    create_provisioning_key,
+    running_app,
+)
+from tests.gateways.conftest import configure_nbiot, fixture_json
 
 TOKEN = "ctw-secret-1"
 
@@ -32,11 +38,11 @@ def imei(n: int) -> str:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """A node (its lifespan running) on the settings' database, and a client of it."""
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://idnode.test") as http:
-            yield application, http
+    async with (
+        running_app(settings, emptied=False) as application,
+        asgi_client(application) as http,
+    ):
+        yield application, http
 
 
 async def stop_worker() -> None:
@@ -50,19 +56,10 @@ async def stop_worker() -> None:
 async def ctwing_account(http: httpx.AsyncClient) -> dict[str, Any]:
     """An enterprise whose CTWing account pushes to the node."""
     plant = await create_enterprise(http, "Cold Chain Co")
-    key = await http.post(
-        f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-        json={"name": "nb-iot"},
-        headers=bearer(plant),
-    )
-    assert key.status_code == 201, key.text
-    configured = await http.put(
-        f"/api/v1/enterprises/{plant['prefix']}/nbiot/ctwing",
-        json={"provisionKey": key.json()["key"], "token": TOKEN},
-        headers=bearer(plant),
-    )
-    assert configured.status_code == 200, configured.text
-    return {**plant, "key": key.json()["key"]}
+    key = await create_provisioning_key(http, plant, "nb-iot")
+    plant = {**plant, "key": key["key"]}
+    await configure_nbiot(http, plant, "ctwing", TOKEN)
+    return plant
 
 
 async def push(http: httpx.AsyncClient, plant: dict[str, Any], device: str) -> httpx.Response:

@@ -11,7 +11,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, free_port
+from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode, create_provisioning_key, free_port
 from tests.gateways.conftest import Device, register_body, require_mosquitto
 
 pytestmark = pytest.mark.slow
@@ -36,13 +36,8 @@ async def enterprise_with_key(base: str) -> dict[str, Any]:
         plant = await http.post("/api/v1/enterprises", json={"name": "P"}, headers=OPERATOR)
         assert plant.status_code == 201
         body = plant.json()
-        key = await http.post(
-            f"/api/v1/enterprises/{body['prefix']}/provisioning-keys",
-            json={"name": "k"},
-            headers={"Authorization": f"Bearer {body['token']}"},
-        )
-        assert key.status_code == 201
-        return {**body, "key": key.json()["key"], "provisionSecret": key.json()["secret"]}
+        key = await create_provisioning_key(http, body, "k")
+        return {**body, "key": key["key"], "provisionSecret": key["secret"]}
 
 
 async def test_serve_runs_an_embedded_broker_devices_can_register_on(tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ from tests.conftest import (
     _drop_pg_database,
     _empty_tables,
     create_enterprise,
+    create_provisioning_key,
     free_port,
+    node_client,
     require_postgres,
 )
 from tests.gateways.conftest import Device, register_body, require_mosquitto
@@ -45,17 +47,10 @@ pytestmark = pytest.mark.slow
 
 async def provisioned(settings: Settings) -> dict[str, Any]:
     """An enterprise and provisioning key, made through the node's API."""
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://n") as http:
-            plant = await create_enterprise(http)
-            key = await http.post(
-                f"/api/v1/enterprises/{plant['prefix']}/provisioning-keys",
-                json={"name": "k"},
-                headers={"Authorization": f"Bearer {plant['token']}"},
-            )
-            return {**plant, "key": key.json()["key"], "provisionSecret": key.json()["secret"]}
+    async with node_client(settings, base_url="http://n") as http:
+        plant = await create_enterprise(http)
+        key = await create_provisioning_key(http, plant, "k")
+        return {**plant, "key": key["key"], "provisionSecret": key["secret"]}
 
 
 async def count_devices(settings: Settings) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from tests.api.factories import register
 from tests.conftest import bearer, create_enterprise, free_port, url_value
 from tests.reporting.conftest import reporting_to
 from tests.reporting.recorder import Recorder, eventually
@@ -40,12 +41,7 @@ async def test_each_interval_reports_what_the_node_did(
 
     dairy = await create_enterprise(client)  # its admin identity is one registration
     for suffix in ("A", "B"):
-        answer = await client.put(
-            f"/api/handles/{dairy['prefix']}/{suffix}",
-            json={"values": [url_value("https://example.com")]},
-            headers=bearer(dairy),
-        )
-        assert answer.status_code == 201
+        await register(client, dairy, suffix, [url_value("https://example.com")])
     for _ in range(5):
         assert (await client.get(f"/api/handles/{dairy['prefix']}/A")).status_code == 200
     assert (await client.get("/api/handles/77.1/ELSEWHERE")).status_code == 504

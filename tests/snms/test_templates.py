@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.registry.bundled_templates import FOOD_BATCH
+from app.registry.templates import FOOD_BATCH
 from tests.conftest import bearer, create_enterprise
 from tests.snms.test_identifiers import milk, milk_template, ok
 

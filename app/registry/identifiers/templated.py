@@ -1,8 +1,8 @@
 """Identifiers registered against a template: register, change and show them by attribute.
 
 The attributes are ordinary Handle values in the identifier's record (see
-``app/registry/templates.py``) written through ``put_record``, so authorization, the cache and
-every other rule of the Handle API apply unchanged.
+``app/registry/templates/attributes.py``) written through ``put_record``, so authorization, the
+cache and every other rule of the Handle API apply unchanged.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest
-from app.registry import catalog, conformance
-from app.registry.conformance import claim_unique
-from app.registry.handles import authorize_write, can_read_restricted, put_record
-from app.registry.idempotency import earlier_mint, fingerprint
-from app.registry.template_definitions import Template
-from app.registry.templates import (
+from app.registry.identifiers.handles import authorize_write, can_read_restricted, put_record
+from app.registry.identifiers.idempotency import earlier_mint, fingerprint
+from app.registry.templates import catalog, conformance
+from app.registry.templates.attributes import (
     TEMPLATE_INDEX,
     Problem,
     attributes_of,
@@ -30,6 +28,8 @@ from app.registry.templates import (
     json_value,
     template_reference,
 )
+from app.registry.templates.conformance import claim_unique
+from app.registry.templates.definitions import Template
 from app.storage import handles as repo
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle, parse_handle, parse_prefix
@@ -100,7 +100,7 @@ def registration_fingerprint(
     url: str | None,
 ) -> str:
     """The fingerprint stored with a registration's idempotency key, one or in a batch
-    (``app/registry/bulk.py``): absent attributes and visibility count as empty, as they
+    (``app/registry/identifiers/bulk.py``): absent attributes and visibility count as empty, as they
     do on ``POST /api/v1/identifiers``."""
     return fingerprint(
         {

@@ -1,7 +1,7 @@
 """Running a batch: items in chunks, each chunk in its own transaction.
 
 Like the request dependency (``app/api/deps.py: write_session``) this owns the transactions, so
-the service (``app/registry/bulk.py``) stays free of commits. Non-atomic, a chunk of
+the service (``app/registry/identifiers/bulk.py``) stays free of commits. Non-atomic, a chunk of
 ``chunk_rows`` items commits on its own and a later failure never undoes it; atomic, every
 chunk runs in one transaction that commits only when every item was accepted.
 """
@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.registry.bulk import Batch, Item, Result, prepare_chunk, register_chunk, write_chunk
+from app.registry.identifiers.bulk import (
+    Batch,
+    Item,
+    Result,
+    prepare_chunk,
+    register_chunk,
+    write_chunk,
+)
 
 CHUNK_ROWS = 10_000
 

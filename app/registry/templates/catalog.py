@@ -17,14 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import ADMIN_SUFFIX, Principal
 from app.errors import AuthenticationRequired, InvalidTemplate, PermissionDenied, TemplateNotFound
 from app.registry import clock
-from app.registry.bundled_templates import BUNDLED, BUNDLED_VERSION
-from app.registry.handles import (
+from app.registry.identifiers.handles import (
     ADMIN_INDEX,
     authorize_write,
     node_admin_value,
     write_system_record,
 )
-from app.registry.template_definitions import (
+from app.registry.templates.attributes import PUBLIC_PERMISSIONS, RESTRICTED_PERMISSIONS, check
+from app.registry.templates.bundled import BUNDLED, BUNDLED_VERSION
+from app.registry.templates.definitions import (
     Template,
     check_successor,
     parse_template,
@@ -32,7 +33,6 @@ from app.registry.template_definitions import (
     template_id,
     template_json,
 )
-from app.registry.templates import PUBLIC_PERMISSIONS, RESTRICTED_PERMISSIONS, check
 from app.storage import templates as repo
 from app.storage.models import TemplateRow
 from resolver.identifier import Handle

@@ -15,11 +15,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import ANONYMOUS
-from app.registry import scans, trace
-from app.registry.identifiers import template_of
-from app.registry.recalls import recall_of
-from app.registry.template_definitions import Item, Template
-from app.registry.templates import attributes_of
+from app.registry.identifiers import scans, trace
+from app.registry.identifiers.recalls import recall_of
+from app.registry.identifiers.templated import template_of
+from app.registry.templates.attributes import attributes_of
+from app.registry.templates.definitions import Item, Template
 from app.storage import enterprises as enterprise_repo
 from app.storage import history as history_repo
 from resolver.errors import HandleNotFound

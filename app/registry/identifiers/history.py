@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import clock
-from app.registry.handles import can_read_restricted
-from app.registry.identifiers import TemplatesOf, attributes_view
-from app.registry.template_definitions import Template
+from app.registry.identifiers.handles import can_read_restricted
+from app.registry.identifiers.templated import TemplatesOf, attributes_view
+from app.registry.templates.definitions import Template
 from app.storage import history as repo
 from app.storage.models import HistoryEntry
 from resolver.errors import HandleNotFound

@@ -3,9 +3,9 @@
 An identifier registered against a template holds ``TEMPLATE`` = ``<id>@<version>`` at index
 1001. ``/api/v1/identifiers`` checks its attributes by name; a write of raw Handle values
 (``PUT``/``DELETE /api/handles/...`` and the Handle protocol's create, add, modify and remove)
-is checked here, by the same rules (:func:`app.registry.templates.check`) and the same unique
-claims. A record without a ``TEMPLATE`` value, or naming a template this node does not have,
-is free-form.
+is checked here, by the same rules (:func:`app.registry.templates.attributes.check`) and the same
+unique claims. A record without a ``TEMPLATE`` value, or naming a template this node does not
+have, is free-form.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidTemplate, TemplateViolation
-from app.registry.template_definitions import Template, parse_template, split_reference
-from app.registry.templates import (
+from app.registry.templates.attributes import (
     Checked,
     Claim,
     Problem,
@@ -26,6 +25,7 @@ from app.registry.templates import (
     check,
     template_reference,
 )
+from app.registry.templates.definitions import Template, parse_template, split_reference
 from app.storage import attributes as claims_repo
 from app.storage import templates as templates_repo
 from resolver.values import HandleValue

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest, TemplateViolation
-from app.registry import catalog
-from app.registry.handles import can_read_restricted
-from app.registry.identifiers import TemplatesOf, identifier_view
-from app.registry.template_definitions import Template
-from app.registry.templates import canonical_text
+from app.registry.identifiers.handles import can_read_restricted
+from app.registry.identifiers.templated import TemplatesOf, identifier_view
+from app.registry.templates import catalog
+from app.registry.templates.attributes import canonical_text
+from app.registry.templates.definitions import Template
 from app.storage import attributes as repo
 from app.storage import handles as handles_repo
 from resolver.errors import InvalidHandle

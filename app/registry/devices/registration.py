@@ -3,7 +3,7 @@
 A device is an identifier ``<prefix>/DEV-<kind>-<hardware id>`` (see ``hardware.device_suffix``)
 whose record follows the ``device`` template (index 1001 ``TEMPLATE`` = ``device@1``, items from
 2000). The ``devices`` table is the idempotency key of registration; liveness (heartbeats,
-offline) is ``app/registry/liveness.py``.
+offline) is ``app/registry/devices/liveness.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest
-from app.registry import clock, hardware
-from app.registry.handles import authorize_write, new_record_values, put_record
-from app.registry.liveness import (
+from app.registry import clock
+from app.registry.devices import hardware
+from app.registry.devices.liveness import (
     TEMPLATE_ID,
     Liveness,
     battery_level,
@@ -27,6 +27,7 @@ from app.registry.liveness import (
     stamp,
     text_value,
 )
+from app.registry.identifiers.handles import authorize_write, new_record_values, put_record
 from app.storage import devices as repo
 from app.storage.handles import insert_many
 from app.storage.new_records import NewRecord

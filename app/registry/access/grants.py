@@ -3,7 +3,7 @@
 An enterprise grants another enterprise (named by one of its prefixes) or a reader token the
 right to read the restricted values of one identifier or of a whole prefix it owns, until an
 optional expiry; revoking takes effect on the next request. The rule itself is applied in
-:func:`app.registry.handles.can_read_restricted`, which every read path calls.
+:func:`app.registry.identifiers.handles.can_read_restricted`, which every read path calls.
 
 Reader tokens are read-only bearer tokens an enterprise issues (for a regulator or a
 downstream customer); like every credential only their SHA-256 is stored. A reader token reads
@@ -27,7 +27,7 @@ from app.errors import (
     ReaderTokenNotFound,
 )
 from app.registry import clock
-from app.registry.handles import owner_prefix
+from app.registry.identifiers.handles import owner_prefix
 from app.security import digest, new_token
 from app.storage import enterprises as enterprise_repo
 from app.storage import grants as repo

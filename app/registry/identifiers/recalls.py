@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import clock
-from app.registry.handles import authorize_write, put_record
+from app.registry.identifiers.handles import authorize_write, put_record
 from app.storage import handles as handles_repo
 from app.storage import outbox
 from app.storage import recalls as repo

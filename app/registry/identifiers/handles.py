@@ -20,8 +20,9 @@ from app.errors import (
     AuthenticationRequired,
     PermissionDenied,
 )
-from app.registry import clock, conformance
-from app.registry.idempotency import earlier_mint, fingerprint
+from app.registry import clock
+from app.registry.identifiers.idempotency import earlier_mint, fingerprint
+from app.registry.templates import conformance
 from app.storage import enterprises as enterprise_repo
 from app.storage import grants as grants_repo
 from app.storage import handles as repo
@@ -123,7 +124,7 @@ async def put_record(
     ``history=False``: no history entry (device liveness, rewritten every few seconds).
     ``conform``: the values are raw Handle values from a client (the Handle REST API, the
     Handle protocol): a record registered against a template must keep to it
-    (:func:`app.registry.conformance.conform`).
+    (:func:`app.registry.templates.conformance.conform`).
     """
     await authorize_write(session, principal, handle, node_prefix=node_prefix)
     name = str(handle)

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import InvalidRequest
-from app.registry.handles import can_read_restricted
-from app.registry.history import visible
-from app.registry.identifiers import TemplatesOf, attributes_view
-from app.registry.template_definitions import Template
+from app.registry.identifiers.handles import can_read_restricted
+from app.registry.identifiers.history import visible
+from app.registry.identifiers.templated import TemplatesOf, attributes_view
+from app.registry.templates.definitions import Template
 from app.storage import handles as handles_repo
 from app.storage import history as history_repo
 from resolver.errors import HandleNotFound

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import ADMIN_SUFFIX
 from app.errors import EnterpriseNotFound, InvalidRequest, PrefixTaken
 from app.registry import clock
-from app.registry.handles import node_admin_value, write_system_record
+from app.registry.identifiers.handles import node_admin_value, write_system_record
 from app.security import digest, new_secret, new_token
 from app.storage import enterprises as repo
 from app.storage.models import Enterprise

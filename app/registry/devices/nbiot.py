@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.errors import InvalidRequest
 from app.registry import clock
-from app.registry.provisioning import enterprise_key, key_principal
+from app.registry.devices.provisioning import enterprise_key, key_principal
 from app.storage import devices as repo
 from app.storage.models import NbiotPlatform
 from app.vault import Vault

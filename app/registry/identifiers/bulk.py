@@ -25,18 +25,25 @@ from app.errors import (
     ServiceUnavailable,
     TemplateViolation,
 )
-from app.registry import catalog, clock
-from app.registry.conformance import taken_problem
-from app.registry.handles import authorize_write, new_record_values
-from app.registry.idempotency import check_retry, owner_key
-from app.registry.identifiers import (
+from app.registry import clock
+from app.registry.identifiers.handles import authorize_write, new_record_values
+from app.registry.identifiers.idempotency import check_retry, owner_key
+from app.registry.identifiers.templated import (
     registration_fingerprint,
     target_handle,
     url_problems,
     url_values,
 )
-from app.registry.template_definitions import Template
-from app.registry.templates import Claim, Problem, check, json_attributes, template_reference
+from app.registry.templates import catalog
+from app.registry.templates.attributes import (
+    Claim,
+    Problem,
+    check,
+    json_attributes,
+    template_reference,
+)
+from app.registry.templates.conformance import taken_problem
+from app.registry.templates.definitions import Template
 from app.storage import handles as repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord

@@ -19,7 +19,7 @@ from typing import Any
 
 from app.errors import TemplateViolation
 from app.registry import clock
-from app.registry.template_definitions import DATED, MAX_TEXT, Item, Template
+from app.registry.templates.definitions import DATED, MAX_TEXT, Item, Template
 from resolver.errors import InvalidHandle
 from resolver.identifier import parse_handle
 from resolver.values import DEFAULT_PERMISSIONS, HandleValue, Reference

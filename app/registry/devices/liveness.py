@@ -17,16 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import OPERATOR
 from app.errors import InvalidRequest
-from app.registry import clock, hardware
-from app.registry.bundled_templates import DEVICE
-from app.registry.handles import put_record
+from app.registry import clock
+from app.registry.devices import hardware
+from app.registry.identifiers.handles import put_record
+from app.registry.templates.bundled import DEVICE
 from app.storage import devices as repo
 from app.storage.models import Device
 from resolver.errors import HandleNotFound
 from resolver.identifier import parse_handle
 from resolver.values import HandleValue
 
-# The bundled `device` template's items (app/registry/bundled_templates.py), so a device's
+# The bundled `device` template's items (app/registry/templates/bundled.py), so a device's
 # record reads with that template's labels on /api/v1/identifiers.
 TEMPLATE_ID = f"{DEVICE['id']}@1"
 ITEMS: dict[str, int] = {item["name"]: item["index"] for item in DEVICE["items"]}

@@ -1,0 +1,1 @@
+"""Access: enterprises and their prefixes, grants of restricted values, enterprise public keys."""
