@@ -63,6 +63,7 @@ def test_has_every_service_of_the_deployment() -> None:
     assert {"postgres", "migrate", "node-1", "node-2", "gateway"} <= names
     by_image(("eclipse-mosquitto:", "emqx/emqx:", "emqx:"))
     by_image(("haproxy:", "nginx:"))
+    by_image(("edoburu/pgbouncer:", "bitnami/pgbouncer:"))
 
 
 def test_our_services_build_one_image_from_the_repository() -> None:
@@ -112,14 +113,25 @@ def test_every_interpolated_variable_is_in_the_env_example() -> None:
 
 
 def test_database_url_names_the_postgres_service_and_its_database() -> None:
+    """Migrations and the gateway talk to PostgreSQL; the nodes go through PgBouncer in
+    transaction mode, saying so, with their LISTEN connection straight to PostgreSQL."""
     postgres = services()["postgres"]["environment"]
+    pooler = by_image(("edoburu/pgbouncer:", "bitnami/pgbouncer:"))
+    assert services()[pooler]["environment"]["POOL_MODE"] == "transaction"
     for name, service in ours().items():
-        url = env(service)["IDNODE_DATABASE_URL"]
-        assert url.startswith("postgresql+asyncpg://"), name
-        assert url_host(url)[0] == "postgres", name
-        assert url.rsplit("/", 1)[1] == postgres["POSTGRES_DB"], name
-        assert url.split("://", 1)[1].split(":", 1)[0] == postgres["POSTGRES_USER"], name
-        assert "POSTGRES_PASSWORD" in service["environment"]["IDNODE_DATABASE_URL"], name
+        settings = env(service)
+        direct = "IDNODE_DATABASE_LISTEN_URL" if name in NODES else "IDNODE_DATABASE_URL"
+        urls = {settings["IDNODE_DATABASE_URL"], settings[direct]}
+        for url in urls:
+            assert url.startswith("postgresql+asyncpg://"), name
+            assert url.rsplit("/", 1)[1] == postgres["POSTGRES_DB"], name
+            assert url.split("://", 1)[1].split(":", 1)[0] == postgres["POSTGRES_USER"], name
+        assert url_host(settings[direct])[0] == "postgres", name
+        for key in ("IDNODE_DATABASE_URL", direct):
+            assert "POSTGRES_PASSWORD" in service["environment"][key], name
+        if name in NODES:
+            assert url_host(settings["IDNODE_DATABASE_URL"])[0] == pooler, name
+            assert settings["IDNODE_DATABASE_TRANSACTION_POOLER"] == "true", name
 
 
 def test_gateway_reaches_the_broker_service_as_a_shared_group() -> None:

@@ -27,6 +27,8 @@ KINDS = {
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "Job",
+    "Cluster",  # CloudNativePG
+    "Pooler",
 }
 
 
@@ -131,7 +133,7 @@ def secret_ref(workload: dict[str, Any], name: str) -> tuple[str, str]:
 
 def test_secrets_come_from_a_secret_created_as_the_readme_says() -> None:
     wanted = {
-        "serve": ("IDNODE_DATABASE_URL", "IDNODE_ADMIN_TOKEN"),
+        "serve": ("IDNODE_DATABASE_URL", "IDNODE_DATABASE_LISTEN_URL", "IDNODE_ADMIN_TOKEN"),
         "gateway": ("IDNODE_DATABASE_URL", "IDNODE_MQTT_URL"),
         "migrate": ("IDNODE_DATABASE_URL",),
     }
@@ -193,3 +195,23 @@ def test_node_pods_sign_with_the_key_mounted_from_its_secret() -> None:
     assert key_file.rsplit("/", 1)[1] == "key.pem"  # the key the README's secret holds
     assert volume["secret"]["defaultMode"] & 0o007 == 0
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+
+def test_the_nodes_reach_cloudnativepg_through_its_transaction_pooler() -> None:
+    """The database manifest is a CloudNativePG Cluster with a synchronous standby (no
+    acknowledged write lost on failover) and a PgBouncer Pooler in transaction mode, and the
+    ConfigMap tells the node so; the README's secret points at the pooler and the primary."""
+    (cluster,) = of_kind("Cluster")
+    (pooler,) = of_kind("Pooler")
+    assert cluster["apiVersion"] == pooler["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["spec"]["instances"] >= 3
+    assert cluster["spec"]["minSyncReplicas"] >= 1
+    assert pooler["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert pooler["spec"]["type"] == "rw"
+    assert pooler["spec"]["pgbouncer"]["poolMode"] == "transaction"
+    (config,) = of_kind("ConfigMap")
+    assert config["data"]["IDNODE_DATABASE_TRANSACTION_POOLER"] == "true"
+    readme = (ROOT / "README.md").read_text()
+    name = cluster["metadata"]["name"]
+    assert f"@{pooler['metadata']['name']}" in readme  # database-url
+    assert f"@{name}-rw" in readme  # database-listen-url
