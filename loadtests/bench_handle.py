@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -319,18 +320,42 @@ async def _paced(interval: float, due: float) -> float:
     return time.perf_counter()
 
 
-async def _tcp_worker(
-    port: int, request: bytes, stop: float, latencies: list[float], interval: float, due: float
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while time.perf_counter() < stop:
-        sent = await _paced(interval, due)
-        due += interval
-        writer.write(request)
-        head = await reader.readexactly(ENVELOPE_SIZE)
-        await reader.readexactly(int.from_bytes(head[16:20], "big"))
-        latencies.append(time.perf_counter() - sent)
-    writer.close()
+async def _read_handle_answer(reader: asyncio.StreamReader) -> None:
+    head = await reader.readexactly(ENVELOPE_SIZE)
+    await reader.readexactly(int.from_bytes(head[16:20], "big"))
+
+
+async def _read_http_answer(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+
+
+def _stream_worker(read_answer: Callable[[asyncio.StreamReader], Awaitable[None]]) -> Any:
+    """A worker on one TCP connection, one request at a time, reading each answer with
+    ``read_answer`` (a Handle message, or an HTTP response)."""
+
+    async def worker(
+        port: int, request: bytes, stop: float, latencies: list[float], interval: float, due: float
+    ) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < stop:
+            sent = await _paced(interval, due)
+            due += interval
+            writer.write(request)
+            await read_answer(reader)
+            latencies.append(time.perf_counter() - sent)
+        writer.close()
+
+    return worker
+
+
+_tcp_worker = _stream_worker(_read_handle_answer)
+_http_worker = _stream_worker(_read_http_answer)
 
 
 class _Answers(asyncio.DatagramProtocol):
@@ -360,25 +385,6 @@ async def _udp_worker(
             continue  # lost: not counted
         latencies.append(time.perf_counter() - sent)
     transport.close()
-
-
-async def _http_worker(
-    port: int, request: bytes, stop: float, latencies: list[float], interval: float, due: float
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while time.perf_counter() < stop:
-        sent = await _paced(interval, due)
-        due += interval
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        latencies.append(time.perf_counter() - sent)
-    writer.close()
 
 
 # --- the raw responder (the ceiling) ---
