@@ -37,6 +37,7 @@ from app.api import monitoring as monitoring_api
 from app.api.bodies import BodyGuard
 from app.api.deps import plain_parameters
 from app.api.fast import FastResolve
+from app.cache_sync import cache_sync
 from app.dashboard import Dashboard, RecentErrors, Sampler, Sessions
 from app.i18n import Languages
 from app.node import Node
@@ -44,7 +45,6 @@ from app.registry.identifiers import RecallingStore, ScanRecorder
 from app.registry.templates import catalog
 from app.reporting.runner import reporting
 from app.resources import (
-    cache_sync,
     device_gateway,
     handle_door,
     metrics_pump,

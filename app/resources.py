@@ -16,7 +16,6 @@ from app.registry.identifiers import ScanRecorder
 from app.reporting.runner import Reporting
 from app.settings import Settings
 from app.storage.database import Database
-from app.storage.invalidation import PostgresListener, SqliteWatcher
 from app.supervisor import Supervisor
 from gateways.devices import DeviceService
 from gateways.handle import PortTaken as HandlePortTaken
@@ -199,10 +198,3 @@ async def gateway_metrics(
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-async def cache_sync(database: Database, cache: ResolverCache) -> None:
-    if database.is_sqlite:
-        await SqliteWatcher(database.sqlite_path, cache).run()
-    else:
-        await PostgresListener(database.listen_dsn, cache, freshness=database.freshness).run()

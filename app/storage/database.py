@@ -32,9 +32,9 @@ from sqlalchemy.ext.asyncio import (
 
 from app.errors import DatabaseUnusable
 from app.settings import Settings
-from app.storage.handles import PostgresStore, SqlStore
 from app.storage.invalidation import FRESHNESS
 from app.storage.outages import OUTAGES, Outages
+from app.storage.reads import PostgresStore, SqlStore
 from app.storage.replicas import (
     WAL_POSITION,
     Freshness,

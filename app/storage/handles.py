@@ -1,4 +1,5 @@
-"""SQL for identifiers: the resolver's store, and the writer's locked reads and writes."""
+"""SQL for identifiers: the writer's locked reads and writes, one by one and set-based (the
+resolver's reads are in ``reads.py``, idempotency keys in ``idempotency.py``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-import orjson
 from sqlalchemy import delete, select, text, update
 from sqlalchemy import insert as insert_rows
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.storage import history as history_repo
 from app.storage.attributes import (
@@ -29,71 +25,9 @@ from app.storage.attributes import (
 from app.storage.conflicts import insert_new
 from app.storage.copy import is_postgres, raw_connection
 from app.storage.invalidation import touched
-from app.storage.models import HandleRow, IdempotencyKey
+from app.storage.models import HandleRow
 from app.storage.new_records import NewRecord
-from app.storage.outages import Outages, guard
-from resolver.record import Record
-from resolver.values import values_from_stored
-
-
-class SqlStore:
-    """The resolver's view of a SQLite database: one primary-key read per lookup."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def fetch(self, handle: str) -> Record | None:
-        async with self._engine.connect() as conn:
-            stored = (
-                await conn.execute(select(HandleRow.values).where(HandleRow.handle == handle))
-            ).scalar_one_or_none()
-        if stored is None:
-            return None
-        return Record(handle, values_from_stored(stored))
-
-
-class PostgresStore:
-    """The resolver's view of a PostgreSQL database, through its own asyncpg pool.
-
-    A cache miss is the hot path of cold traffic, and SQLAlchemy's per-query work costs
-    several times the primary-key lookup itself; this is one prepared statement.
-    """
-
-    _FETCH = f"SELECT values::text FROM {HandleRow.__tablename__} WHERE handle = $1"  # noqa: S608
-
-    # What a restarted or failed-over database leaves in the pool: connections that are dead,
-    # or that saw the server's shutdown message mid-way and are stuck. A lookup that meets one
-    # has every pooled connection replaced and reads again, once.
-    _CONNECTION_LOST = (
-        asyncpg.exceptions.PostgresConnectionError,
-        asyncpg.exceptions.OperatorInterventionError,
-        asyncpg.exceptions.InterfaceError,
-        asyncpg.exceptions.InternalClientError,
-        ConnectionError,
-    )
-
-    def __init__(self, pool: asyncpg.Pool, outages: Outages, *, in_transaction: bool = False):
-        self._pool = pool
-        self._outages = outages
-        # Behind a transaction pooler an unnamed statement's parse and execute must share a
-        # transaction, or they may reach different server connections.
-        self._read = self._read_in_transaction if in_transaction else self._pool.fetchval
-
-    async def fetch(self, handle: str) -> Record | None:
-        with self._outages.guard():
-            try:
-                stored = await self._read(self._FETCH, handle)
-            except self._CONNECTION_LOST:
-                await self._pool.expire_connections()
-                stored = await self._read(self._FETCH, handle)
-        self._outages.answered()
-        if stored is None:
-            return None
-        return Record(handle, values_from_stored(orjson.loads(stored)))
-
-    async def _read_in_transaction(self, query: str, handle: str) -> Any:
-        async with self._pool.acquire() as connection, connection.transaction(readonly=True):
-            return await connection.fetchval(query, handle)
+from app.storage.outages import guard
 
 
 async def lock(session: AsyncSession, handle: str) -> list[dict[str, Any]] | None:
@@ -224,86 +158,6 @@ async def stored_many(
         )
         found.update((h, v) for h, v in rows.all())
     return found
-
-
-async def lock_mints(session: AsyncSession, *, owner: str) -> None:
-    """Hold, until this transaction ends, the right to mint with ``owner``'s idempotency keys.
-
-    A mint looks its key up, writes the identifier, then records the key; two transactions
-    doing that at once with the same new key would both find nothing and both mint. So
-    every mint with keys takes this lock first, and sees what the previous one committed.
-    PostgreSQL: a transaction-scoped advisory lock per owner. SQLite needs none: it lets one
-    writer in at a time (BEGIN IMMEDIATE)."""
-    if is_postgres(session):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
-            {"name": f"idnode.mint:{owner}"},
-        )
-
-
-async def minted_for(session: AsyncSession, *, owner: str, key: str) -> IdempotencyKey | None:
-    """What an earlier mint with this key created (its handle and request fingerprint)."""
-    return (
-        await session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
-        )
-    ).scalar_one_or_none()
-
-
-Minted = tuple[str, str | None]  # an idempotency key's identifier and request fingerprint
-
-
-async def minted_many(
-    session: AsyncSession, *, owner: str, keys: Sequence[str]
-) -> dict[str, Minted]:
-    """What earlier mints with these keys created (key -> handle and request fingerprint)."""
-    found: dict[str, Minted] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), LOOKUP_SLICE):
-        rows = await session.execute(
-            select(IdempotencyKey.key, IdempotencyKey.handle, IdempotencyKey.fingerprint).where(
-                IdempotencyKey.owner == owner,
-                IdempotencyKey.key.in_(unique[start : start + LOOKUP_SLICE]),
-            )
-        )
-        found.update({key: (handle, asked) for key, handle, asked in rows.all()})
-    return found
-
-
-async def remember_mints(
-    session: AsyncSession, *, owner: str, minted: dict[str, Minted], now: datetime
-) -> None:
-    """Remember the keys of a bulk load's new identifiers with their requests' fingerprints
-    (a key claimed meanwhile by a concurrent call keeps its first identifier)."""
-    statement = (
-        postgresql_insert(IdempotencyKey) if is_postgres(session) else sqlite_insert(IdempotencyKey)
-    ).on_conflict_do_nothing()
-    await session.execute(
-        statement,
-        [
-            {"owner": owner, "key": k, "handle": h, "fingerprint": f, "created_at": now}
-            for k, (h, f) in minted.items()
-        ],
-    )
-
-
-async def remember_mint(
-    session: AsyncSession, *, owner: str, key: str, handle: str, fingerprint: str, now: datetime
-) -> bool:
-    """Claim the key for this mint; False when another mint claimed it first."""
-    try:
-        async with session.begin_nested():
-            session.add(
-                IdempotencyKey(
-                    owner=owner, key=key, handle=handle, fingerprint=fingerprint, created_at=now
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
-
-
-# --- bulk registration: one set-based path (app/registry/identifiers/bulk.py) ---
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,30 +1,21 @@
-"""Keeping every process's resolver cache in step with the database.
+"""The write side of keeping every process's resolver cache in step with the database.
 
-A write evicts the identifier from the writing process's cache right after its commit
-(``touched`` below). Other processes learn of it:
-- on PostgreSQL through LISTEN/NOTIFY: the write issues ``pg_notify`` inside its
-  transaction, so the notice goes out exactly when the change commits; a listener task evicts.
-  When its connection drops (database restart) it reconnects with back-off and clears the
-  whole cache, since notices sent meanwhile are lost.
-- on SQLite (one machine, possibly several worker processes) by watching
-  ``PRAGMA data_version``, which changes when another connection commits; the cache is then
-  cleared, which is coarse but cheap for an embedded node.
+A write records what it changed (``touched``) and, after its commit, evicts it from the
+writing process's cache (``evict_touched``). On PostgreSQL ``touched`` also issues
+``pg_notify`` inside the transaction, so the notice goes out exactly when the change commits.
+The workers that hear of other processes' writes (LISTEN on PostgreSQL, ``PRAGMA
+data_version`` on SQLite) are in ``app/cache_sync.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import sqlite3
 from collections.abc import Iterable
 from typing import Protocol
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.backoff import jittered
 from resolver.cache import ResolverCache
 
 CHANNEL = "idnode_invalidate"
@@ -71,106 +62,3 @@ class Noticing(Protocol):
     listening: bool
 
     def noticed(self, handles: Iterable[str]) -> None: ...
-
-
-class PostgresListener:
-    """LISTENs for invalidations from every process sharing the database."""
-
-    def __init__(
-        self,
-        dsn: str,
-        cache: ResolverCache,
-        *,
-        max_backoff: float = 5.0,
-        freshness: Noticing | None = None,
-    ) -> None:
-        self._dsn = dsn
-        self._cache = cache
-        self._freshness = freshness
-        self._max_backoff = max_backoff
-        self.connected = asyncio.Event()
-
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            lost = asyncio.Event()
-            try:
-                connection = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": LISTENER_NAME}
-                )
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
-                failures += 1
-                await asyncio.sleep(jittered(failures, cap=self._max_backoff, first=0.1))
-                continue
-            try:
-                connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await connection.add_listener(CHANNEL, self._on_notice)
-                # Notices may have been missed while we were not listening.
-                if self._freshness is not None:
-                    self._freshness.listening = True
-                self._on_notice(connection, 0, CHANNEL, EVERYTHING)
-                self.connected.set()
-                failures = 0
-                await self._wait_until_lost(connection, lost)
-            finally:
-                self.connected.clear()
-                if self._freshness is not None:
-                    self._freshness.listening = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 1)
-            log.warning("cache.listener.reconnecting")
-
-    async def _wait_until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
-        # The termination callback fires on a clean close; a server crash may only show up
-        # as a failing query, so probe the connection too.
-        while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), 2)
-            if not lost.is_set():
-                try:
-                    await asyncio.wait_for(connection.execute("SELECT 1"), 2)
-                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    lost.set()
-
-    def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
-        if self._freshness is not None:
-            self._freshness.noticed((handle,))
-        if handle == EVERYTHING:
-            self._cache.clear()
-        else:
-            self._cache.evict(handle)
-
-
-class SqliteWatcher:
-    """Clears the cache when another connection (another worker process) commits.
-
-    ``PRAGMA data_version`` is read 20 times a second on a plain ``sqlite3`` connection of its
-    own, on the event loop: in WAL mode (the node's) a read never waits for a writer, and the
-    check costs microseconds, where a round trip through the async driver's thread cost about
-    a millisecond of CPU each time — several percent of a busy node's core. A file that cannot
-    be read at that moment (``busy``) is simply checked at the next tick.
-    """
-
-    def __init__(self, path: str, cache: ResolverCache, *, interval: float = 0.05):
-        self._path = path
-        self._cache = cache
-        self._interval = interval
-
-    async def run(self) -> None:
-        if not self._path:
-            return  # in memory: no other connection can see it, so none can change it
-        # Read-only, no busy wait: this connection only ever asks for the version.
-        with contextlib.closing(
-            sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=0)
-        ) as conn:
-            last = None
-            while True:
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.OperationalError:  # locked for a moment: look again next tick
-                    version = last
-                if last is not None and version != last:
-                    self._cache.clear()
-                last = version
-                await asyncio.sleep(self._interval)

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.cache_sync import PostgresListener
 from app.main import create_app
 from app.settings import Settings
-from app.storage.invalidation import PostgresListener
 from resolver.cache import ResolverCache
 from tests.conftest import asgi_client, bearer, create_enterprise, url_value
 

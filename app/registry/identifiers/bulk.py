@@ -45,6 +45,7 @@ from app.registry.templates.attributes import (
 from app.registry.templates.conformance import taken_problem
 from app.registry.templates.definitions import Template
 from app.storage import handles as repo
+from app.storage import idempotency as keys_repo
 from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
@@ -376,8 +377,8 @@ async def _earlier_mints(
     if not keys:
         return {}
     owner = owner_key(batch.principal)
-    await repo.lock_mints(session, owner=owner)  # until the chunk has recorded its keys
-    minted = await repo.minted_many(session, owner=owner, keys=keys)
+    await keys_repo.lock_mints(session, owner=owner)  # until the chunk has recorded its keys
+    minted = await keys_repo.minted_many(session, owner=owner, keys=keys)
     alive = await repo.stored_many(session, [h for h, _ in minted.values()])
     return {
         k: Earlier(h, asked, await _attributes_held(session, batch, h, alive[h]))
@@ -409,7 +410,7 @@ async def _remember_keys(
         if row.key is not None and (done := results[row.position]) and done.get("created")
     }
     if fresh:
-        await repo.remember_mints(
+        await keys_repo.remember_mints(
             session, owner=owner_key(batch.principal), minted=fresh, now=clock.now()
         )
 

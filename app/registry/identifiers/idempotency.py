@@ -16,6 +16,7 @@ from app.auth import Principal
 from app.errors import IdempotencyKeyReused, InvalidRequest
 from app.registry import clock
 from app.storage import handles as repo
+from app.storage import idempotency as keys_repo
 from resolver.errors import HandleNotFound
 from resolver.identifier import Handle
 from resolver.record import Record
@@ -35,12 +36,12 @@ async def earlier_mint(
     owner = owner_key(principal)
     if not 0 < len(key) <= 200:
         raise InvalidRequest("the idempotency key must be 1 to 200 characters")
-    await repo.lock_mints(session, owner=owner)
-    earlier = await repo.minted_for(session, owner=owner, key=key)
-    if earlier is None and not await repo.remember_mint(
+    await keys_repo.lock_mints(session, owner=owner)
+    earlier = await keys_repo.minted_for(session, owner=owner, key=key)
+    if earlier is None and not await keys_repo.remember_mint(
         session, owner=owner, key=key, handle=str(handle), fingerprint=asked, now=clock.now()
     ):
-        earlier = await repo.minted_for(session, owner=owner, key=key)
+        earlier = await keys_repo.minted_for(session, owner=owner, key=key)
     if earlier is None:
         return None
     check_retry(key, earlier.handle, stored=earlier.fingerprint, asked=asked)

@@ -1,0 +1,138 @@
+"""Keeping this process's resolver cache in step with writes by other processes.
+
+Writes record what they changed and notify (``app/storage/invalidation.py``). Here are the
+workers that hear of it, run under the supervisor as the ``cache-invalidation`` task:
+- on PostgreSQL, :class:`PostgresListener` LISTENs and evicts each notified identifier. When
+  its connection drops (database restart, failover) it reconnects with back-off and clears
+  the whole cache, since notices sent meanwhile are lost.
+- on SQLite (one machine, possibly several worker processes), :class:`SqliteWatcher` watches
+  ``PRAGMA data_version``, which changes when another connection commits; the cache is then
+  cleared, which is coarse but cheap for an embedded node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+
+import asyncpg  # type: ignore[import-untyped]
+
+from app.backoff import jittered
+from app.storage.database import Database
+from app.storage.invalidation import CHANNEL, EVERYTHING, LISTENER_NAME, Noticing
+from resolver.cache import ResolverCache
+
+log = logging.getLogger("app.storage.invalidation")
+
+
+async def cache_sync(database: Database, cache: ResolverCache) -> None:
+    """The worker for this database: LISTEN on PostgreSQL, the data version on SQLite."""
+    if database.is_sqlite:
+        await SqliteWatcher(database.sqlite_path, cache).run()
+    else:
+        await PostgresListener(database.listen_dsn, cache, freshness=database.freshness).run()
+
+
+class PostgresListener:
+    """LISTENs for invalidations from every process sharing the database."""
+
+    def __init__(
+        self,
+        dsn: str,
+        cache: ResolverCache,
+        *,
+        max_backoff: float = 5.0,
+        freshness: Noticing | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._cache = cache
+        self._freshness = freshness
+        self._max_backoff = max_backoff
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": LISTENER_NAME}
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
+                failures += 1
+                await asyncio.sleep(jittered(failures, cap=self._max_backoff, first=0.1))
+                continue
+            try:
+                connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await connection.add_listener(CHANNEL, self._on_notice)
+                # Notices may have been missed while we were not listening.
+                if self._freshness is not None:
+                    self._freshness.listening = True
+                self._on_notice(connection, 0, CHANNEL, EVERYTHING)
+                self.connected.set()
+                failures = 0
+                await self._wait_until_lost(connection, lost)
+            finally:
+                self.connected.clear()
+                if self._freshness is not None:
+                    self._freshness.listening = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 1)
+            log.warning("cache.listener.reconnecting")
+
+    async def _wait_until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        # The termination callback fires on a clean close; a server crash may only show up
+        # as a failing query, so probe the connection too.
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), 2)
+            if not lost.is_set():
+                try:
+                    await asyncio.wait_for(connection.execute("SELECT 1"), 2)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    lost.set()
+
+    def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
+        if self._freshness is not None:
+            self._freshness.noticed((handle,))
+        if handle == EVERYTHING:
+            self._cache.clear()
+        else:
+            self._cache.evict(handle)
+
+
+class SqliteWatcher:
+    """Clears the cache when another connection (another worker process) commits.
+
+    ``PRAGMA data_version`` is read 20 times a second on a plain ``sqlite3`` connection of its
+    own, on the event loop: in WAL mode (the node's) a read never waits for a writer, and the
+    check costs microseconds, where a round trip through the async driver's thread cost about
+    a millisecond of CPU each time — several percent of a busy node's core. A file that cannot
+    be read at that moment (``busy``) is simply checked at the next tick.
+    """
+
+    def __init__(self, path: str, cache: ResolverCache, *, interval: float = 0.05):
+        self._path = path
+        self._cache = cache
+        self._interval = interval
+
+    async def run(self) -> None:
+        if not self._path:
+            return  # in memory: no other connection can see it, so none can change it
+        # Read-only, no busy wait: this connection only ever asks for the version.
+        with contextlib.closing(
+            sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=0)
+        ) as conn:
+            last = None
+            while True:
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.OperationalError:  # locked for a moment: look again next tick
+                    version = last
+                if last is not None and version != last:
+                    self._cache.clear()
+                last = version
+                await asyncio.sleep(self._interval)
