@@ -26,6 +26,7 @@ from app.errors import (
     TemplateViolation,
 )
 from app.registry import clock
+from app.registry.identifiers.bulk_items import MAX_KEY, item_key, item_request
 from app.registry.identifiers.handles import authorize_write, new_record_values
 from app.registry.identifiers.idempotency import check_retry, owner_key
 from app.registry.identifiers.templated import (
@@ -50,11 +51,9 @@ from app.storage.attributes import ClaimKey
 from app.storage.new_records import NewRecord
 from resolver.errors import HandleAlreadyExists, IdnodeError
 from resolver.identifier import PREFIX_RECORD_PREFIX, Handle, check_new
-from resolver.text import first_problem
 from resolver.values import values_from_stored
 
 Result = dict[str, Any]
-MAX_KEY = 200
 YIELD_EVERY = 250  # items checked between pauses for other tasks (about 10 ms)
 
 
@@ -246,10 +245,10 @@ async def _prepare(
     """The row to write, or what an earlier call with its idempotency key created."""
     if item.unreadable is not None:
         raise InvalidRequest(item.unreadable)
-    body = _request(item.body)
+    body = item_request(item.body)
     target = check_new(target_handle(body.get("handle"), body.get("prefix")))
     await authorize(session, batch, target)
-    key = _key(body.get("idempotencyKey"))
+    key = item_key(body.get("idempotencyKey"))
     asked = None
     if key is not None:
         asked = registration_fingerprint(
@@ -279,48 +278,6 @@ async def _prepare(
     )
     attributes = json_attributes(template, checked.values)
     return _Row(position, item.line, handle, record, checked.claims, key, asked, attributes)
-
-
-_SHAPE: dict[str, tuple[type, ...]] = {
-    "handle": (str,),
-    "prefix": (str,),
-    "template": (str,),
-    "attributes": (dict,),
-    "visibility": (dict,),
-    "url": (str,),
-    "idempotencyKey": (str,),
-}
-
-
-def _request(body: Any) -> dict[str, Any]:
-    """The same shape one ``POST /api/v1/identifiers`` body has (unknown fields ignored)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            "each item must be a JSON object like the body of POST /api/v1/identifiers"
-        )
-    if "template" not in body:
-        raise InvalidRequest('"template" is required (a template id such as food.batch)')
-    if (found := first_problem(body, "item")) is not None:
-        raise InvalidRequest(found)
-    wrong = [
-        name
-        for name, kinds in _SHAPE.items()
-        if body.get(name) is not None and not isinstance(body[name], kinds)
-    ]
-    if wrong:
-        raise InvalidRequest(
-            "; ".join(
-                f"{name}: must be {'an object' if _SHAPE[name] == (dict,) else 'text'}"
-                for name in wrong
-            )
-        )
-    return body
-
-
-def _key(key: str | None) -> str | None:
-    if key is not None and not 0 < len(key) <= MAX_KEY:
-        raise InvalidRequest(f"the idempotency key must be 1 to {MAX_KEY} characters")
-    return key
 
 
 async def authorize(session: AsyncSession, batch: Batch, target: Handle) -> None:
