@@ -63,6 +63,18 @@ def gateway_settings(settings: Settings, topic_root: str) -> Settings:
 
 
 @pytest.fixture
+def chirpstack_root() -> str:
+    """A topic root of the test's own for ChirpStack's events."""
+    return f"cs-{secrets.token_hex(4)}"
+
+
+def listening_to_chirpstack(settings: Settings, root: str, **changes: Any) -> Settings:
+    """``settings`` with the gateway subscribed to every ChirpStack event under ``root``."""
+    topic = f"{root}/application/+/device/+/event/+"
+    return settings.model_copy(update={"chirpstack_topic": topic, **changes})
+
+
+@pytest.fixture
 async def node(settings: Settings) -> AsyncIterator[NativeNode]:
     """A node with its native Handle listener on a port of its own (``handle_node.py``)."""
     async with native_node(settings) as running:

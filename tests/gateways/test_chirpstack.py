@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -15,21 +14,37 @@ from app.settings import Settings
 from app.storage.models import Device as DeviceRow
 from tests.app.test_metrics import grown, scrape
 from tests.conftest import bearer
-from tests.gateways.conftest import Device, fixture_json
+from tests.gateways.conftest import Device, fixture_json, listening_to_chirpstack
 
 APPLICATION = "3f9a6c2e-1d47-4b8a-a0e5-6c7b2d9e4f10"
 DEV_EUI = "a84041000181c2f7"
 
 
 @pytest.fixture
-def chirpstack_root() -> str:
-    return f"cs-{secrets.token_hex(4)}"
+def gateway_settings(gateway_settings: Settings, chirpstack_root: str) -> Settings:
+    return listening_to_chirpstack(gateway_settings, chirpstack_root)
+
+
+class Scene(NamedTuple):
+    """What a ChirpStack test works with: a device's MQTT client, its enterprise, the node's
+    HTTP API, the node itself, and the topic root ChirpStack publishes under."""
+
+    device: Device
+    enterprise: dict[str, Any]
+    http: httpx.AsyncClient
+    gateway_app: Any
+    chirpstack_root: str
 
 
 @pytest.fixture
-def gateway_settings(gateway_settings: Settings, chirpstack_root: str) -> Settings:
-    topic = f"{chirpstack_root}/application/+/device/+/event/+"
-    return gateway_settings.model_copy(update={"chirpstack_topic": topic})
+def scene(
+    device: Device,
+    enterprise: dict[str, Any],
+    http: httpx.AsyncClient,
+    gateway_app: Any,
+    chirpstack_root: str,
+) -> Scene:
+    return Scene(device, enterprise, http, gateway_app, chirpstack_root)
 
 
 async def publish(device: Device, root: str, name: str) -> dict[str, Any]:
@@ -64,13 +79,8 @@ async def record(http: httpx.AsyncClient, handle: str) -> dict[str, str]:
     return {v["type"]: v["data"]["value"] for v in answer.json()["values"]}
 
 
-async def test_join_up_status_with_duplicates(
-    device: Device,
-    enterprise: dict[str, Any],
-    http: httpx.AsyncClient,
-    gateway_app: Any,
-    chirpstack_root: str,
-) -> None:
+async def test_join_up_status_with_duplicates(scene: Scene) -> None:
+    device, enterprise, http, gateway_app, chirpstack_root = scene
     await map_application(http, enterprise)
     handle = f"{enterprise['prefix']}/DEV-deveui-A84041000181C2F7"
     before = await scrape(http)
@@ -110,13 +120,8 @@ async def test_join_up_status_with_duplicates(
     assert missing.status_code == 404
 
 
-async def test_first_uplink_registers_a_device_that_joined_unseen(
-    device: Device,
-    enterprise: dict[str, Any],
-    http: httpx.AsyncClient,
-    gateway_app: Any,
-    chirpstack_root: str,
-) -> None:
+async def test_first_uplink_registers_a_device_that_joined_unseen(scene: Scene) -> None:
+    device, enterprise, http, gateway_app, chirpstack_root = scene
     await map_application(http, enterprise)
     await publish(device, chirpstack_root, "up-first.json")  # fCnt, adr, object absent
     await until(gateway_app, registered=1)
@@ -124,13 +129,8 @@ async def test_first_uplink_registers_a_device_that_joined_unseen(
     assert shown["online"] == "true"
 
 
-async def test_revoked_key_stops_the_application_registering(
-    device: Device,
-    enterprise: dict[str, Any],
-    http: httpx.AsyncClient,
-    gateway_app: Any,
-    chirpstack_root: str,
-) -> None:
+async def test_revoked_key_stops_the_application_registering(scene: Scene) -> None:
+    device, enterprise, http, gateway_app, chirpstack_root = scene
     await map_application(http, enterprise)
     await http.delete(
         f"/api/v1/enterprises/{enterprise['prefix']}/provisioning-keys/{enterprise['key']}",
@@ -168,13 +168,8 @@ async def test_mapping_refuses_bad_requests(
     assert again.status_code == 409
 
 
-async def test_malformed_event_is_counted_and_the_loop_goes_on(
-    device: Device,
-    enterprise: dict[str, Any],
-    http: httpx.AsyncClient,
-    gateway_app: Any,
-    chirpstack_root: str,
-) -> None:
+async def test_malformed_event_is_counted_and_the_loop_goes_on(scene: Scene) -> None:
+    device, enterprise, http, gateway_app, chirpstack_root = scene
     await map_application(http, enterprise)
     topic = f"{chirpstack_root}/application/{APPLICATION}/device/{DEV_EUI}/event/up"
     await device.client.publish(topic, b"{not json", qos=1)
@@ -183,13 +178,8 @@ async def test_malformed_event_is_counted_and_the_loop_goes_on(
     await until(gateway_app, registered=1)
 
 
-async def test_event_with_control_characters_is_malformed_and_creates_nothing(
-    device: Device,
-    enterprise: dict[str, Any],
-    http: httpx.AsyncClient,
-    gateway_app: Any,
-    chirpstack_root: str,
-) -> None:
+async def test_event_with_control_characters_is_malformed_and_creates_nothing(scene: Scene) -> None:
+    device, enterprise, http, gateway_app, chirpstack_root = scene
     await map_application(http, enterprise)
     event = fixture_json("chirpstack/join.json")
     event["deviceInfo"]["deviceProfileName"] = "class\x00a"

@@ -21,7 +21,7 @@ from app.settings import Settings
 from app.supervisor import Supervisor
 from gateways.devices import DeviceService
 from gateways.mqtt import BrokerAddress, MqttGateway
-from tests.gateways.conftest import Device, register_body
+from tests.gateways.conftest import Device, listening_to_chirpstack, register_body
 
 WRONG_TYPES: list[Any] = [["x"], {"x": 1}, 7, 1.5, None, True]
 BAD_TEXT = ["a\x00b", "a\x01b", "\x7f", "\ud800"]
@@ -29,15 +29,9 @@ GUESSES = 3  # wrong secrets for one provisioning key before it is throttled
 
 
 @pytest.fixture
-def chirpstack_root() -> str:
-    return f"cs-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
 def gateway_settings(gateway_settings: Settings, chirpstack_root: str) -> Settings:
-    topic = f"{chirpstack_root}/application/+/device/+/event/+"
-    return gateway_settings.model_copy(
-        update={"chirpstack_topic": topic, "auth_failures_per_credential": GUESSES}
+    return listening_to_chirpstack(
+        gateway_settings, chirpstack_root, auth_failures_per_credential=GUESSES
     )
 
 
