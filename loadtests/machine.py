@@ -3,16 +3,20 @@ the server under test and the load generator to, so that they do not take turns 
 
 A ratio taken while other jobs hold the cores is pressed towards 1 (node and ceiling are
 slowed alike), so every benchmark records the load average before and after each round and
-marks a round that began on a busy machine.
+marks a round that began on a busy machine: one where, for the second before it, with the
+benchmark's own servers idle, other processes kept more than a fifth of the cores busy. (The
+load average alone cannot tell: it still carries the benchmark's own previous round for a
+minute or more.)
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Any
 
-BUSY = 1.0  # load average (1 min) above which a round is marked busy, on this 2-core machine
+BUSY = 0.2  # share of all cores others may keep busy before a round counts as busy
 
 
 def load() -> float:
@@ -24,14 +28,36 @@ def snapshot() -> dict[str, Any]:
     return {"load": load(), "cpus": os.cpu_count()}
 
 
+def busy_share(seconds: float = 1.0) -> float:
+    """The share of all cores busy (not idle, not waiting on I/O) over the next ``seconds``,
+    from /proc/stat; 0.0 where it is not available."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields), idle
+
+    if not os.path.exists("/proc/stat"):
+        return 0.0
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    spent = total2 - total
+    return round(1 - (idle2 - idle) / spent, 3) if spent else 0.0
+
+
 def check_quiet(label: str) -> dict[str, Any]:
-    """A snapshot, with a loud warning when the machine is already busy."""
+    """A snapshot, with the share of the cores other processes kept busy for a second while
+    the benchmark's servers were idle, and a loud warning when that is above :data:`BUSY`."""
     taken = snapshot()
-    taken["busy"] = taken["load"] > BUSY
+    taken["others"] = busy_share()
+    taken["busy"] = taken["others"] > BUSY
     if taken["busy"]:
         print(
-            f"WARNING {label}: load average {taken['load']} > {BUSY} before it began; "
-            "its figures are marked busy and must not be quoted",
+            f"WARNING {label}: other processes kept {taken['others']:.0%} of the cores busy "
+            f"before it began (load average {taken['load']}); its figures are marked busy and "
+            "must not be quoted",
             flush=True,
         )
     return taken
