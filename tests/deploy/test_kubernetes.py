@@ -133,7 +133,12 @@ def secret_ref(workload: dict[str, Any], name: str) -> tuple[str, str]:
 
 def test_secrets_come_from_a_secret_created_as_the_readme_says() -> None:
     wanted = {
-        "serve": ("IDNODE_DATABASE_URL", "IDNODE_DATABASE_LISTEN_URL", "IDNODE_ADMIN_TOKEN"),
+        "serve": (
+            "IDNODE_DATABASE_URL",
+            "IDNODE_DATABASE_LISTEN_URL",
+            "IDNODE_DATABASE_REPLICA_URLS",
+            "IDNODE_ADMIN_TOKEN",
+        ),
         "gateway": ("IDNODE_DATABASE_URL", "IDNODE_MQTT_URL"),
         "migrate": ("IDNODE_DATABASE_URL",),
     }
@@ -215,3 +220,4 @@ def test_the_nodes_reach_cloudnativepg_through_its_transaction_pooler() -> None:
     name = cluster["metadata"]["name"]
     assert f"@{pooler['metadata']['name']}" in readme  # database-url
     assert f"@{name}-rw" in readme  # database-listen-url
+    assert f"@{name}-ro" in readme  # database-replica-urls
