@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from app.registry.templates import FOOD_BATCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtests.machine import process_cpu_seconds
 from loadtests.node import dsn, emptied, empty, start_on_fresh_database
 
 TOKEN = "bench-operator-token"
@@ -58,9 +58,9 @@ def main() -> None:
         node_rates, copy_rates, copy_all_rates = [], [], []
         for run in range(1, args.runs + 1):
             asyncio.run(emptied(DATABASE))
-            node_cpu, database_cpu = _cpu_seconds(node.pid), _database_cpu_seconds()
+            node_cpu, database_cpu = process_cpu_seconds(node.pid), _database_cpu_seconds()
             rate = _through_endpoint(base, source, args.rows, args.per_call)
-            node_cpu = _cpu_seconds(node.pid) - node_cpu
+            node_cpu = process_cpu_seconds(node.pid) - node_cpu
             database_cpu = _database_cpu_seconds() - database_cpu
             handles_only, with_attributes = asyncio.run(_copy_ceiling(work))
             node_rates.append(rate)
@@ -159,12 +159,6 @@ def _enterprise(base: str) -> str:
     return str(answer.json()["prefix"])
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _database_cpu_seconds() -> float:
     """CPU of every PostgreSQL process (the node's backends among them; processes that end
     in between are missed, which the node's pooled connections do not)."""
@@ -172,7 +166,7 @@ def _database_cpu_seconds() -> float:
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and (proc / "comm").read_text().strip() == "postgres":
-                total += _cpu_seconds(int(proc.name))
+                total += process_cpu_seconds(int(proc.name))
         except OSError:
             continue
     return total

@@ -69,14 +69,28 @@ def pinned(command: list[str], role: str) -> list[str]:
     cpus = os.cpu_count() or 1
     if cpus < 2 or shutil.which("taskset") is None:
         return command
-    core = {"server": 0, "generator": 1}[role]
-    return ["taskset", "--cpu-list", str(core), *command]
+    return ["taskset", "--cpu-list", str(CORES[role]), *command]
+
+
+CORES = {"server": 0, "generator": 1}
 
 
 def generator_core(pid: int) -> None:
     """Move process ``pid`` (a benchmark that generates load itself) to the generator's core."""
     if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(pid, {1})
+        os.sched_setaffinity(pid, {CORES["generator"]})
+
+
+def _stat(pid: int | str) -> tuple[int, float]:
+    """Process ``pid``'s parent and the CPU time (user + system) it has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` alone has used so far."""
+    return _stat(pid)[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,17 +98,13 @@ def cpu_seconds(pid: int) -> float:
     server's workers), from /proc; 0.0 where /proc is not available."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            parents[int(entry)], times[int(entry)] = _stat(entry)
         except OSError:
             continue  # gone meanwhile
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
     tree, grew = {pid}, True
     while grew:
         found = {child for child, parent in parents.items() if parent in tree} - tree
