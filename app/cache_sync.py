@@ -22,6 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 from app.backoff import jittered
 from app.storage.database import Database
 from app.storage.invalidation import CHANNEL, EVERYTHING, LISTENER_NAME, Noticing
+from app.supervisor import idle
 from resolver.cache import ResolverCache
 
 log = logging.getLogger("app.storage.invalidation")
@@ -80,20 +81,19 @@ class PostgresListener:
                 if self._freshness is not None:
                     self._freshness.listening = False
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 1)
+                    async with asyncio.timeout(1):
+                        await connection.close()
             log.warning("cache.listener.reconnecting")
 
     async def _wait_until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         # The termination callback fires on a clean close; a server crash may only show up
         # as a failing query, so probe the connection too.
-        while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), 2)
-            if not lost.is_set():
-                try:
-                    await asyncio.wait_for(connection.execute("SELECT 1"), 2)
-                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    lost.set()
+        while not await idle(lost, 2):
+            try:
+                async with asyncio.timeout(2):
+                    await connection.execute("SELECT 1")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                lost.set()
 
     def _on_notice(self, _conn: object, _pid: int, _channel: str, handle: str) -> None:
         if self._freshness is not None:

@@ -25,6 +25,8 @@ log = logging.getLogger("app.supervisor")
 
 FAILING_AFTER = 3  # crashes in a row, each soon after its start
 STABLE_AFTER = 60.0  # seconds a run must last for the crashes before it to be forgotten
+STOP_WAIT = 1.0  # seconds a cancelled task has to end before it is cancelled again
+STOP_ATTEMPTS = 10
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
 
@@ -40,11 +42,33 @@ class Supervised:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def stop(self) -> None:
-        """Cancel the task and wait for it to end (at shutdown)."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        """Cancel the task and wait for it to end (at shutdown). A loop that let a
+        cancellation slip (Python 3.11's ``asyncio.wait_for`` drops one that arrives as the
+        awaited thing completes) is cancelled again, so shutdown never hangs on it."""
+        task = self.task
+        if task is None:
+            return
+        for _ in range(STOP_ATTEMPTS):
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_WAIT)
+            if task.done():
+                break
+            log.warning("app.supervisor.stop_ignored", extra={"task": self.name})
+        else:
+            log.error("app.supervisor.stop_failed", extra={"task": self.name})
+            return
+        if not task.cancelled() and task.exception() is not None:
+            log.error("app.supervisor.stopped_with_error", exc_info=task.exception())
+
+
+async def idle(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set, for at most ``seconds``; whether it is set. The loops'
+    one way to sleep until woken: a cancellation arriving as the event is set still ends the
+    loop (with ``asyncio.wait_for`` on Python 3.11 it would be lost, and the loop run on)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 class Supervisor:

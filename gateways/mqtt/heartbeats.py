@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -12,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import DatabaseUnavailable
 from app.registry.devices import Heartbeat
+from app.supervisor import idle
 from gateways.devices import DeviceService
 from gateways.mqtt.stats import Counters
 
@@ -53,8 +53,7 @@ class HeartbeatBatcher:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self._sweep_every
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._interval)
+            await idle(self._full, self._interval)
             self._full.clear()
             await self.flush()
             if loop.time() >= next_sweep:

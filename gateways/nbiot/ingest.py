@@ -11,7 +11,6 @@ for its lease (``LEASE``) to run out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from app.registry.devices import Registration
 from app.storage import ingest_queue as queue
 from app.storage.database import Database
 from app.storage.ingest_queue import Claimed
+from app.supervisor import idle
 from gateways.devices import DeviceService
 from gateways.nbiot.events import PlatformEvent
 from resolver.errors import IdnodeError
@@ -105,8 +105,7 @@ class IngestQueue:
                 continue
             outages = 0
             if taken < BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await idle(self._wake, self._poll_interval)
 
     async def drained(self) -> None:
         """Wait until every push queued so far, by any process, is applied or dropped (tests
@@ -121,8 +120,7 @@ class IngestQueue:
             async with self._database.read_session() as session:
                 if not await queue.left(session, up_to_id=last):
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(progress.wait(), self._poll_interval)
+            await idle(progress, self._poll_interval)
 
     async def close(self) -> None:
         """After the worker stopped: forget what it applied and give back what it had not,

@@ -4,6 +4,7 @@ failing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from app.supervisor import FAILING_AFTER, Supervisor
+from app.supervisor import FAILING_AFTER, Supervisor, idle
 from tests.app.test_metrics import scrape, value
 from tests.conftest import _empty_tables
 
@@ -83,3 +84,46 @@ async def test_a_task_that_keeps_failing_makes_the_node_unready(node: Any) -> No
             assert after - before >= FAILING_AFTER
         finally:
             await supervised.stop()
+
+
+async def test_stopping_a_loop_that_let_the_cancellation_slip_still_ends_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the result instead of raising when the
+    cancellation arrives as the awaited event is set; the loop then runs on. Stopping it at
+    shutdown must not wait forever (a node that never exits on SIGTERM)."""
+    woken = asyncio.Event()
+
+    async def slippery() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), 0.05)
+            woken.clear()
+
+    supervised = Supervisor().start("test.slippery", slippery)
+    await asyncio.sleep(0.01)
+    woken.set()  # in the same step as the cancellation below: wait_for drops it
+    with caplog.at_level(logging.WARNING, logger="app.supervisor"):
+        await asyncio.wait_for(supervised.stop(), 5)
+    assert supervised.task is not None
+    assert supervised.task.cancelled()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "app.supervisor.stop_ignored" in messages  # it did slip: the retry ended it
+
+
+@pytest.mark.parametrize("woken_at_cancel", [True, False])
+async def test_idle_never_loses_a_cancellation(woken_at_cancel: bool) -> None:
+    event = asyncio.Event()
+
+    async def loop() -> None:
+        while True:
+            await idle(event, 0.05)
+            event.clear()
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.01)
+    if woken_at_cancel:
+        event.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=1)
+    assert task.cancelled()

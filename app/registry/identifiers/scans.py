@@ -9,7 +9,6 @@ address, browser or anything else about who scanned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import date, datetime
 
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.registry import clock
 from app.storage import scans as repo
 from app.storage.database import Database
+from app.supervisor import idle
 
 log = logging.getLogger("app.registry.scans")
 BATCH_SIZE = 10_000
@@ -48,8 +48,7 @@ class ScanRecorder:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._interval)
+            await idle(self._full, self._interval)
             self._full.clear()
             await self.flush()
 
