@@ -6,8 +6,8 @@ workers that hear of it, run under the supervisor as the ``cache-invalidation`` 
   its connection drops (database restart, failover) it reconnects with back-off and clears
   the whole cache, since notices sent meanwhile are lost.
 - on SQLite (one machine, possibly several worker processes), :class:`SqliteWatcher` watches
-  ``PRAGMA data_version``, which changes when another connection commits; the cache is then
-  cleared, which is coarse but cheap for an embedded node.
+  ``PRAGMA data_version``, which changes when another connection commits, and then reads the
+  identifiers those commits changed from the ``record_changes`` log and evicts them.
 """
 
 from __future__ import annotations
@@ -105,13 +105,15 @@ class PostgresListener:
 
 
 class SqliteWatcher:
-    """Clears the cache when another connection (another worker process) commits.
+    """Evicts what other connections (other worker processes) changed, as they commit.
 
     ``PRAGMA data_version`` is read 20 times a second on a plain ``sqlite3`` connection of its
     own, on the event loop: in WAL mode (the node's) a read never waits for a writer, and the
     check costs microseconds, where a round trip through the async driver's thread cost about
-    a millisecond of CPU each time — several percent of a busy node's core. A file that cannot
-    be read at that moment (``busy``) is simply checked at the next tick.
+    a millisecond of CPU each time — several percent of a busy node's core. Only when it moved
+    (any commit: a statistics sample too) is the change log read past this watcher's place;
+    commits that changed no record leave the cache alone. A place the log no longer holds, or
+    a log that cannot be read, clears the whole cache: never a stale answer.
     """
 
     def __init__(self, path: str, cache: ResolverCache, *, interval: float = 0.05):
@@ -122,17 +124,48 @@ class SqliteWatcher:
     async def run(self) -> None:
         if not self._path:
             return  # in memory: no other connection can see it, so none can change it
-        # Read-only, no busy wait: this connection only ever asks for the version.
+        # Read-only, no busy wait: this connection only reads the version and the log.
         with contextlib.closing(
             sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=0)
         ) as conn:
-            last = None
+            version, place = None, None
             while True:
                 try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                    now = conn.execute("PRAGMA data_version").fetchone()[0]
+                    if now != version:
+                        place = self._catch_up(conn, place)
+                        version = now
                 except sqlite3.OperationalError:  # locked for a moment: look again next tick
-                    version = last
-                if last is not None and version != last:
-                    self._cache.clear()
-                last = version
+                    pass
                 await asyncio.sleep(self._interval)
+
+    def _catch_up(self, conn: sqlite3.Connection, place: int | None) -> int | None:
+        """Evict what was logged after ``place`` (None: at start, nothing to evict); the
+        new place."""
+        try:
+            if place is None:
+                return int(
+                    conn.execute("SELECT coalesce(max(seq), 0) FROM record_changes").fetchone()[0]
+                )
+            rows = conn.execute(
+                "SELECT seq, handles FROM record_changes WHERE seq > ? ORDER BY seq", (place,)
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            log.warning("cache.watcher.no_change_log", extra={"error": str(exc)})
+            self._cache.clear()  # a schema before migration 0013 (--no-migrate)
+            return place
+        if not rows:
+            return place
+        if rows[0][0] != place + 1:  # pruned before this watcher read it
+            self._cache.clear()
+            return int(rows[-1][0])
+        for _seq, handles in rows:
+            names = handles.split("\n")
+            if EVERYTHING in names:
+                self._cache.clear()
+                break
+            for handle in names:
+                self._cache.evict(handle)
+        return int(rows[-1][0])

@@ -9,7 +9,9 @@ it was away are lost), and later invalidations work again. SQLite: B watches
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
@@ -329,12 +331,39 @@ def test_postgres_listener_reconnects_and_clears_the_cache(
 # --- SQLite ---
 
 
+def behind_the_nodes_backs(path: Path, handle: str, url: str) -> None:
+    """Change the identifier's URL in SQL: a commit that logs no record change, as a
+    statistics sample's does not."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            'UPDATE handles SET "values" = json_set("values", \'$[0].data.value\', ?) '
+            "WHERE handle = ?",
+            (url, handle),
+        )
+
+
 def test_sqlite_write_on_a_reaches_b_within_100ms(
-    sqlite_pair: Pair, capsys: pytest.CaptureFixture[str]
+    sqlite_pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pair = sqlite_pair
     with httpx.Client(timeout=5) as http:
+        # B evicts what the writes changed, not its whole cache: MILK-0 stays cached through
+        # a commit that changed no logged record and through every write to MILK-1 below.
+        put(pair, "MILK-0", "https://trace.example.com/milk/0")
+        time.sleep(0.3)  # B has read the log past the creation (which evicts MILK-0)
+        cached_on_b(pair, http, "MILK-0", "https://trace.example.com/milk/0")
+        behind_the_nodes_backs(
+            tmp_path / "shared.db", f"{pair.prefix}/MILK-0", "https://behind.example.com/"
+        )
+        time.sleep(0.3)  # six of B's looks at the file
+        assert url_of(http.get(pair.handle_url(pair.b, "MILK-0"))) == (
+            "https://trace.example.com/milk/0"
+        ), "B does not cache, or cleared its cache on a commit that changed no record"
+
         latencies = measure_propagation(pair, http, "MILK-1")
+        assert url_of(http.get(pair.handle_url(pair.b, "MILK-0"))) == (
+            "https://trace.example.com/milk/0"
+        ), "a write to MILK-1 cleared B's cached MILK-0"
         with capsys.disabled():
             print("\n" + report("sqlite A->B", latencies))
         assert max(latencies) < SQLITE_LIMIT, report("sqlite A->B", latencies)
