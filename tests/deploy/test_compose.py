@@ -215,3 +215,31 @@ def test_nodes_share_their_signing_key_in_a_volume_the_image_prepares() -> None:
     runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
     prepared = " ".join(arguments for name, arguments in runtime if name == "RUN")
     assert f"install -d -o 10001 -g 10001 -m 700 {shared[1]}" in prepared
+
+
+def test_the_nodes_read_a_standby_streaming_from_the_primary() -> None:
+    """A hot standby copied from the postgres service with pg_basebackup -R (as the replica
+    tests make theirs), which the primary lets in for replication, and which the nodes list
+    as their read replica."""
+    primary, replica = services()["postgres"], services()["postgres-replica"]
+    assert replica["image"] == primary["image"]
+    assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+    entrypoint = replica["entrypoint"]
+    script_mount = next(v for v in replica["volumes"] if v.endswith(f"{entrypoint[-1]}:ro"))
+    script = host_path(script_mount).read_text()
+    assert re.search(r"pg_basebackup -h \"\$\{PRIMARY_HOST\}\" .*\n?.* -R -X stream", script)
+    assert replica["environment"]["PRIMARY_HOST"] == "postgres"
+    assert replica["environment"]["POSTGRES_USER"] == primary["environment"]["POSTGRES_USER"]
+    assert "POSTGRES_PASSWORD" in replica["environment"]["PGPASSWORD"]
+    assert any(v.startswith("pgdata-replica:") for v in replica["volumes"])
+
+    init = next(v for v in primary["volumes"] if "/docker-entrypoint-initdb.d/" in v)
+    assert "host replication ${POSTGRES_USER} all scram-sha-256" in host_path(init).read_text()
+    assert "wal_keep_size=1GB" in primary["command"]
+
+    for name in NODES:
+        settings = env(services()[name])
+        (url,) = settings["IDNODE_DATABASE_REPLICA_URLS"].split(",")
+        assert url_host(url)[0] == "postgres-replica", name
+        assert url.rsplit("/", 1)[1] == primary["environment"]["POSTGRES_DB"], name
+        assert services()[name]["depends_on"]["postgres-replica"]["condition"] == "service_started"
