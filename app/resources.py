@@ -24,6 +24,7 @@ from gateways.lorawan import ChirpStackEvents
 from gateways.mqtt import BrokerAddress, EmbeddedBroker, MqttGateway, PortTaken
 from gateways.mqtt.broker import HOST as EMBEDDED_HOST
 from gateways.nbiot import IngestQueue
+from gateways.nbiot.ingest import STOP_GRACE
 from resolver.cache import ResolverCache
 
 
@@ -155,7 +156,10 @@ async def nbiot_ingest(
     try:
         yield queue
     finally:
-        await running.stop()
+        # Between two pushes, not in the middle of one's transaction: a write cut short on
+        # SQLite could hold the file's lock past the hand-back below.
+        queue.stop_soon()
+        await running.stop(grace=STOP_GRACE)
         await queue.close()
 
 

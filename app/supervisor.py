@@ -41,13 +41,17 @@ class Supervised:
     running_since: float | None = None  # loop time of the current run's start
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    async def stop(self) -> None:
-        """Cancel the task and wait for it to end (at shutdown). A loop that let a
-        cancellation slip (Python 3.11's ``asyncio.wait_for`` drops one that arrives as the
-        awaited thing completes) is cancelled again, so shutdown never hangs on it."""
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Wait up to ``grace`` seconds for the task to end by itself (a loop told to stop
+        at its next safe point), then cancel it and wait for it to end (at shutdown). A loop
+        that let a cancellation slip (Python 3.11's ``asyncio.wait_for`` drops one that
+        arrives as the awaited thing completes) is cancelled again, so shutdown never hangs
+        on it."""
         task = self.task
         if task is None:
             return
+        if grace > 0:
+            await asyncio.wait({task}, timeout=grace)
         for _ in range(STOP_ATTEMPTS):
             task.cancel()
             await asyncio.wait({task}, timeout=STOP_WAIT)

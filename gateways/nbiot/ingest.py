@@ -39,6 +39,7 @@ BATCH = 100  # pushes one worker takes at a time
 LEASE = 60.0  # seconds the pushes taken are this worker's alone
 MAX_BACKOFF = 60.0  # longest wait before a push that failed for a transient reason is retried
 MAX_IMEI_CHARS = 64
+STOP_GRACE = 5.0  # seconds the worker has at shutdown to finish the push it is applying
 
 
 class IngestQueue:
@@ -67,6 +68,7 @@ class IngestQueue:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._settled: list[int] = []  # applied or dropped, still to be forgotten
+        self._stopping = False
         self.applied = 0
         self.registered = 0  # devices seen for the first time
         self.failed = 0
@@ -91,11 +93,17 @@ class IngestQueue:
         self._wake.set()
         return True
 
+    def stop_soon(self) -> None:
+        """Have the worker end after the push it is applying (the rest of its batch is
+        given back by :meth:`close`)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Apply pushes until cancelled; the database being unreachable pauses it, with
-        back-off, and it carries on where it was."""
+        """Apply pushes until cancelled or told to stop; the database being unreachable
+        pauses it, with back-off, and it carries on where it was."""
         outages = 0
-        while True:
+        while not self._stopping:
             try:
                 taken = await self._apply_batch()
             except (DatabaseUnavailable, SQLAlchemyError, OSError) as exc:
@@ -104,7 +112,7 @@ class IngestQueue:
                 await asyncio.sleep(jittered(outages, cap=MAX_BACKOFF))
                 continue
             outages = 0
-            if taken < BATCH:
+            if taken < BATCH and not self._stopping:
                 await idle(self._wake, self._poll_interval)
 
     async def drained(self) -> None:
@@ -150,7 +158,7 @@ class IngestQueue:
         retry: list[Claimed] = []
         unapplied: list[int] = []
         for push in claimed:
-            if time.monotonic() > deadline:
+            if self._stopping or time.monotonic() > deadline:
                 unapplied.append(push.id)
             elif await self._apply(push):
                 self._settled.append(push.id)

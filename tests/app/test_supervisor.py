@@ -127,3 +127,22 @@ async def test_idle_never_loses_a_cancellation(woken_at_cancel: bool) -> None:
     task.cancel()
     await asyncio.wait({task}, timeout=1)
     assert task.cancelled()
+
+
+async def test_a_loop_told_to_stop_ends_by_itself_within_the_grace() -> None:
+    """At shutdown a loop gets to finish what it is doing (the NB-IoT applier its push)
+    instead of being cancelled in the middle of a transaction."""
+    stopping = asyncio.Event()
+    finished: list[str] = []
+
+    async def careful() -> None:
+        await stopping.wait()
+        await asyncio.sleep(0.05)  # the work under way when told
+        finished.append("push")
+
+    supervised = Supervisor().start("test.careful", careful)
+    stopping.set()
+    await supervised.stop(grace=2)
+    assert finished == ["push"]
+    assert supervised.task is not None
+    assert not supervised.task.cancelled()
