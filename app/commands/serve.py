@@ -49,7 +49,7 @@ DEFAULT_SERVER = "granian"
     default=DEFAULT_SERVER,
     show_default=True,
     envvar="IDNODE_SERVER",
-    help="HTTP server (the default is the faster one in loadtests/README.md).",
+    help="HTTP server (granian, the default, was the faster where measured).",
 )
 @click.option(
     "--no-broker",
