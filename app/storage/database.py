@@ -17,6 +17,7 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
@@ -264,7 +265,19 @@ def _statement_cache(settings: Settings) -> dict[str, Any]:
 
 
 def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """asyncpg's DSN for a SQLAlchemy URL: no driver suffix, and several hosts (SQLAlchemy's
+    ``?host=H1:5432&host=H2:5433``) listed where asyncpg reads them, ``@H1:5432,H2:5433/``
+    (of a query parameter given twice asyncpg keeps only the last)."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    head, _, query = dsn.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    hosts = [value for key, value in pairs if key == "host"]
+    if len(hosts) < 2:
+        return dsn
+    rest = urlencode([(k, v) for k, v in pairs if k != "host"], safe=":,/")
+    before, _, path = head.partition("@/") if "@/" in head else head.partition(":///")
+    at = "@" if "@/" in head else "://"
+    return f"{before}{at}{','.join(hosts)}/{path}" + (f"?{rest}" if rest else "")
 
 
 def check_usable(database_url: str) -> None:
@@ -342,10 +355,19 @@ def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:
     return DatabaseUnusable(f"cannot use the database {where}: {reason}")
 
 
+def place(database_url: str) -> str:
+    """Where the database is, for messages: the SQLite file, or HOST:PORT/DB (several hosts
+    as listed)."""
+    return _where(make_url(database_url))
+
+
 def _where(url: URL) -> str:
     if url.drivername.startswith("sqlite"):
         return str(Path(url.database or "").absolute())
+    hosts = url.query.get("host")
+    if isinstance(hosts, tuple):  # several (failover): as listed
+        return f"{','.join(hosts)}/{url.database or ''}"
     return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
-__all__ = ["AsyncSession", "Database", "check_usable", "unusable"]
+__all__ = ["AsyncSession", "Database", "check_usable", "place", "unusable"]
