@@ -61,7 +61,11 @@ class PostgresListener:
                 connection = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": LISTENER_NAME}
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.exceptions.TargetServerAttributeNotMatched,  # no primary yet (failover)
+            ) as exc:
                 log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
                 failures += 1
                 await asyncio.sleep(jittered(failures, cap=self._max_backoff, first=0.1))

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from asyncpg.exceptions import TargetServerAttributeNotMatched  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
@@ -30,8 +31,12 @@ OUTAGES = "outages"  # the key of a session's tracker in ``session.info``
 
 # PostgreSQL SQLSTATEs of a server that cannot take work now: class 08 (connection
 # exceptions), class 53 (insufficient resources: too many connections, disk full) and 57P01-03
-# (shut down by an administrator, crashed, still starting).
-_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+# (shut down by an administrator, crashed, still starting), and 25006 (a read-only
+# transaction: a write reached a standby or a primary fenced for a switch-over).
+_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "25006")
+# A connection on a server that takes no writes stays so: it is dropped, and the next one
+# looks for the primary again (``target_session_attrs`` in IDNODE_DATABASE_URL).
+_READ_ONLY = "25006"
 # SQLite result codes (and their extended forms) of a file that is locked, cannot be opened
 # or cannot be written.
 _SQLITE_CODES = (
@@ -60,6 +65,8 @@ def is_outage(exc: BaseException) -> bool:
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, OSError):  # refused, reset, unreachable, timed out
+            return True
+        if isinstance(current, TargetServerAttributeNotMatched):  # no host is the primary
             return True
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_SQLSTATES):
@@ -115,6 +122,8 @@ class Outages:
             # cancellation stays cancellation.
             if context.is_pre_ping or not isinstance(context.original_exception, Exception):
                 return None
+            if _sqlstate(context.original_exception) == _READ_ONLY:
+                context.is_disconnect = True  # SQLAlchemy then discards the pool's connections
             if context.is_disconnect or is_outage(context.original_exception):
                 return self._unavailable(context.original_exception)
             return None
@@ -128,6 +137,12 @@ class Outages:
             self.since = time.monotonic()
             log.warning("storage.database_unavailable", extra={"error": _first_line(exc)})
         return DatabaseUnavailable()
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver's error SQLAlchemy wrapped (asyncpg's, as its adapter keeps it)."""
+    cause = getattr(exc, "__cause__", None)
+    return getattr(exc, "sqlstate", None) or getattr(cause, "sqlstate", None)
 
 
 def _first_line(exc: BaseException) -> str:
