@@ -12,6 +12,7 @@ database being away as :class:`app.errors.DatabaseUnavailable` (see ``app/storag
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -23,7 +24,7 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -47,6 +48,8 @@ from app.storage.replicas import (
     wal_end,
 )
 from resolver.engine import Store
+
+_GENERATION = "idnode_generation"  # the key, in a pooled connection's info, of when it was made
 
 
 def _json_dumps(value: Any) -> str:
@@ -74,8 +77,14 @@ class Database:
             self.write_engine = self.engine
         self._pool: asyncpg.Pool | None = None
         self.outages = Outages()
+        # Bumped when the primary may have moved: pooled connections made before are replaced.
+        self._generation = 0
+        self._expiring: set[asyncio.Task[None]] = set()
         for engine in {id(e): e for e in (self.engine, self.write_engine)}.values():
             self.outages.watch(engine)
+            if not self.is_sqlite:
+                self._replaced_when_moved(engine)
+        self.outages.on_read_only = self.primary_moved
         # With replicas, what each commit changed must be known before the cache is asked
         # again (see app/storage/replicas.py).
         self.freshness = (
@@ -101,6 +110,29 @@ class Database:
             json_deserializer=orjson.loads,
             connect_args=postgres_connect_args(self._settings),
         )
+
+    def _replaced_when_moved(self, engine: AsyncEngine) -> None:
+        """Hand out no connection made before :meth:`primary_moved`: SQLAlchemy then makes a
+        new one, which looks for the primary (``target_session_attrs``)."""
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _made(_dbapi_connection: Any, record: Any) -> None:
+            record.info[_GENERATION] = self._generation
+
+        @event.listens_for(engine.sync_engine, "checkout")
+        def _checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get(_GENERATION) != self._generation:
+                raise DisconnectionError("made before the primary moved")
+
+    def primary_moved(self) -> None:
+        """The primary may now be another server (a failover or a switch-over, seen by a write
+        refused as read-only or by the cache listener): every pooled connection, the
+        engines' and the resolver's, is replaced when next used."""
+        self._generation += 1
+        if self._pool is not None:
+            task = asyncio.get_running_loop().create_task(self._pool.expire_connections())
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
 
     @staticmethod
     def _sqlite_engine(settings: Settings, *, begin: str) -> AsyncEngine:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -83,6 +83,9 @@ class Outages:
 
     def __init__(self) -> None:
         self.since: float | None = None  # monotonic time the current outage was first seen
+        # Told when a write found its server read-only: the primary has moved (or is about
+        # to), so every pooled connection should look for it again.
+        self.on_read_only: Callable[[], None] | None = None
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -124,6 +127,8 @@ class Outages:
                 return None
             if _sqlstate(context.original_exception) == _READ_ONLY:
                 context.is_disconnect = True  # SQLAlchemy then discards the pool's connections
+                if self.on_read_only is not None:
+                    self.on_read_only()
             if context.is_disconnect or is_outage(context.original_exception):
                 return self._unavailable(context.original_exception)
             return None
