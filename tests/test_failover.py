@@ -21,6 +21,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from app.commands.database import migrate_database
+from app.errors import DatabaseUnusable
 from app.settings import Settings
 from app.storage.database import Database
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, LiveNode
@@ -274,7 +276,8 @@ def test_a_switch_over_with_the_old_primary_still_up_moves_every_connection(
         try:
             b.start("--no-broker", "--no-migrate")
             try:
-                seen = _switch_over(a.url, b.url, primary.port, replica)
+                settings = Settings(database_url=env["IDNODE_DATABASE_URL"])
+                seen = _switch_over(a.url, b.url, primary.port, replica, settings)
             finally:
                 b.stop()
         finally:
@@ -292,7 +295,9 @@ def test_a_switch_over_with_the_old_primary_still_up_moves_every_connection(
     assert seen["update through A, then through B"] == "new", seen
 
 
-def _switch_over(a_url: str, b_url: str, primary_port: int, replica: PrivateReplica) -> Any:
+def _switch_over(
+    a_url: str, b_url: str, primary_port: int, replica: PrivateReplica, settings: Settings
+) -> Any:
     seen: dict[str, Any] = {"fenced": Counter(), "promoted": Counter()}
     with httpx.Client(base_url=a_url, timeout=10) as a, httpx.Client(base_url=b_url) as b:
         created = a.post("/api/v1/enterprises", json={"name": "Switched Dairy"}, headers=OPERATOR)
@@ -306,6 +311,9 @@ def _switch_over(a_url: str, b_url: str, primary_port: int, replica: PrivateRepl
 
         _fence(primary_port, read_only=True)
         _caught_up(primary_port, replica.port)
+        # A node starting now cannot migrate: it says so in one line.
+        with pytest.raises(DatabaseUnusable, match=r"none of the PostgreSQL hosts .* takes writes"):
+            migrate_database(settings)
         for _ in range(5):
             put = a.put(f"/api/handles/{prefix}/S-1", json=_value("v2"), headers=owner)
             seen["fenced"][_outcome(put)] += 1

@@ -379,6 +379,13 @@ def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:
             f"PostgreSQL database {url.database!r} does not exist on {where}: "
             f"create it ({command} {url.database}) or fix IDNODE_DATABASE_URL"
         )
+    no_primary = asyncpg.exceptions.TargetServerAttributeNotMatched
+    if isinstance(cause, no_primary) or isinstance(cause.__cause__, no_primary):
+        return DatabaseUnusable(
+            f"none of the PostgreSQL hosts {where} takes writes now (target_session_attrs="
+            f"{url.query.get('target_session_attrs')}): start the primary or promote a "
+            "standby, or fix IDNODE_DATABASE_URL"
+        )
     if isinstance(cause, OSError) and not url.drivername.startswith("sqlite"):
         return DatabaseUnusable(
             f"cannot reach PostgreSQL at {where} ({reason}): is it running? "
