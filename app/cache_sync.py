@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -26,6 +28,9 @@ from app.supervisor import idle
 from resolver.cache import ResolverCache
 
 log = logging.getLogger("app.storage.invalidation")
+# Whether the listener's server stopped being the primary: promoted away from (a standby
+# now) or fenced read-only before a switch-over.
+_STILL_PRIMARY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
 async def cache_sync(database: Database, cache: ResolverCache) -> None:
@@ -33,7 +38,12 @@ async def cache_sync(database: Database, cache: ResolverCache) -> None:
     if database.is_sqlite:
         await SqliteWatcher(database.sqlite_path, cache).run()
     else:
-        await PostgresListener(database.listen_dsn, cache, freshness=database.freshness).run()
+        await PostgresListener(
+            database.listen_dsn,
+            cache,
+            freshness=database.freshness,
+            on_moved=database.primary_moved,
+        ).run()
 
 
 class PostgresListener:
@@ -46,11 +56,18 @@ class PostgresListener:
         *,
         max_backoff: float = 5.0,
         freshness: Noticing | None = None,
+        on_moved: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._cache = cache
         self._freshness = freshness
         self._max_backoff = max_backoff
+        self._on_moved = on_moved
+        # A DSN that asks for the primary (several hosts, for failover): the probe checks
+        # that the server still is one, so that a switch-over that keeps the old primary
+        # up, read-only, moves the listener too.
+        attrs = parse_qs(urlsplit(dsn).query).get("target_session_attrs", [""])[-1]
+        self._probe = _STILL_PRIMARY if attrs in ("read-write", "primary") else "SELECT false"
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -61,7 +78,11 @@ class PostgresListener:
                 connection = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": LISTENER_NAME}
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.exceptions.TargetServerAttributeNotMatched,  # no primary yet (failover)
+            ) as exc:
                 log.warning("cache.listener.connect_failed", extra={"error": str(exc)})
                 failures += 1
                 await asyncio.sleep(jittered(failures, cap=self._max_backoff, first=0.1))
@@ -76,6 +97,8 @@ class PostgresListener:
                 self.connected.set()
                 failures = 0
                 await self._wait_until_lost(connection, lost)
+                if self._on_moved is not None:
+                    self._on_moved()  # the pools' connections may be on that server too
             finally:
                 self.connected.clear()
                 if self._freshness is not None:
@@ -91,7 +114,9 @@ class PostgresListener:
         while not await idle(lost, 2):
             try:
                 async with asyncio.timeout(2):
-                    await connection.execute("SELECT 1")
+                    if await connection.fetchval(self._probe):
+                        log.warning("cache.listener.not_primary")
+                        lost.set()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 lost.set()
 

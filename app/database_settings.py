@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings
 
@@ -21,7 +23,10 @@ class DatabaseSettings(BaseSettings):
     database_url: str = Field(
         "",
         description="SQLAlchemy URL: sqlite+aiosqlite:///FILE or "
-        "postgresql+asyncpg://USER@HOST/DB. Default: the SQLite file idnode.db in "
+        "postgresql+asyncpg://USER@HOST/DB. Several PostgreSQL hosts, for failover: "
+        "postgresql+asyncpg://USER@HOST1:PORT,HOST2:PORT/DB?target_session_attrs=read-write "
+        "(or SQLAlchemy's ?host=HOST1:PORT&host=HOST2:PORT&target_session_attrs=read-write); "
+        "the node uses whichever is the primary. Default: the SQLite file idnode.db in "
         "IDNODE_DATA_DIR.",
     )
     database_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
@@ -73,6 +78,8 @@ class DatabaseSettings(BaseSettings):
             )
         if name == "IDNODE_DATABASE_LISTEN_URL" and not driver.startswith("postgresql"):
             raise ValueError(f"{name} is for PostgreSQL (LISTEN), not {scheme}://")
+        if driver.startswith("postgresql"):
+            rest = _hosts_in_query(name, rest)
         return f"{driver}://{rest}"
 
     @field_validator("database_replica_urls")
@@ -103,3 +110,60 @@ class DatabaseSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+# What a multi-host URL must ask for, so that writes and LISTEN land on the primary.
+_WRITABLE = ("read-write", "primary")
+
+
+def _hosts_in_query(name: str, rest: str) -> str:
+    """A PostgreSQL URL's part after ``://`` with several hosts in SQLAlchemy's form.
+
+    libpq's form lists them in place of the host (``USER@H1:5432,H2:5433/DB``), which
+    SQLAlchemy cannot parse; SQLAlchemy's repeats ``host`` in the query. Either becomes the
+    latter (the node turns it back into asyncpg's form for its own pools). With several hosts
+    ``target_session_attrs`` must pick the primary: a node writing to whichever host answers
+    first would fail every write once that is a standby.
+    """
+    head, _, query = rest.partition("?")
+    netloc, slash, path = head.partition("/")
+    auth, at, hostlist = netloc.rpartition("@")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    hosts = [value for key, value in pairs if key == "host"]
+    if "," in hostlist:
+        if hosts:
+            raise ValueError(f"{name} lists hosts both before the database and in ?host=")
+        hosts = [h.strip() for h in hostlist.split(",")]
+        pairs = [("host", h) for h in hosts] + pairs
+        head = f"{auth}{at}/{path}" if at else f"/{path}"
+    elif not hosts or (len(hosts) == 1 and "," not in hosts[0]):
+        return rest  # one host: as given
+    for host in (h for entry in hosts for h in entry.split(",")):
+        if not _host_and_port(host):
+            raise ValueError(f"{name}: {host!r} is not HOST or HOST:PORT (in {_hidden(rest)})")
+    attrs = dict(pairs).get("target_session_attrs")
+    if attrs not in _WRITABLE:
+        raise ValueError(
+            f"{name} lists several hosts: add target_session_attrs=read-write, so that the "
+            "node connects to whichever is the primary"
+        )
+    if not slash or not path:
+        raise ValueError(f"{name} lists several hosts but no database: HOST1,HOST2/DB")
+    return f"{head}?{urlencode(pairs, safe=':,[]/')}"
+
+
+def _host_and_port(host: str) -> bool:
+    """Whether ``host`` is HOST or HOST:PORT (an IPv6 address in brackets)."""
+    if not host:
+        return False
+    address, colon, port = host.rpartition(":")
+    if not colon or host.endswith("]"):
+        return True
+    return bool(address) and port.isdigit() and 0 < int(port) < 65536
+
+
+def _hidden(rest: str) -> str:
+    """``rest`` without a password, for a message."""
+    auth, at, after = rest.partition("@")
+    user, colon, _password = auth.partition(":")
+    return f"{user}{':***' if colon else ''}@{after}" if at else rest

@@ -109,6 +109,10 @@ class PrivateReplica(PrivatePostgres):
             "--no-sync",
         )
 
+    def promote(self) -> None:
+        """Make the replica a primary (``pg_ctl promote``), waiting until it takes writes."""
+        self._run(str(self._bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote")
+
 
 @contextmanager
 def _started(server: PrivatePostgres) -> Iterator[PrivatePostgres]:
@@ -123,19 +127,23 @@ def _started(server: PrivatePostgres) -> Iterator[PrivatePostgres]:
 
 
 @contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A started private cluster, stopped and deleted afterwards whatever happened."""
+def private_postgres(options: str = "") -> Iterator[PrivatePostgres]:
+    """A started private cluster (with more server ``options``, ``-c name=value ...``),
+    stopped and deleted afterwards whatever happened."""
     if not POSTGRES_BINARIES:
         _skip_or_fail("PostgreSQL's server binaries are not in /usr/lib/postgresql/*/bin")
-    with _started(PrivatePostgres(Path(tempfile.mkdtemp(prefix="idnode-pg-")))) as server:
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="idnode-pg-")))
+    server.options = options
+    with _started(server):
         yield server
 
 
 @contextmanager
-def private_replica(primary: PrivatePostgres, apply_delay: str = "0") -> Iterator[PrivatePostgres]:
+def private_replica(primary: PrivatePostgres, apply_delay: str = "0") -> Iterator[PrivateReplica]:
     """A started streaming replica of ``primary``, stopped and deleted afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="idnode-pg-replica-"))
     with _started(PrivateReplica(directory, primary, apply_delay)) as server:
+        assert isinstance(server, PrivateReplica)
         yield server
 
 

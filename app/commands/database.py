@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import migrations
 from app.errors import DatabaseUnusable, NodeError
 from app.settings import Settings
-from app.storage.database import Database, check_usable, unusable
+from app.storage.database import Database, check_usable, place, unusable
 
 T = TypeVar("T")
 
@@ -106,4 +106,6 @@ def where(settings: Settings) -> str:
     url = settings.database_url
     if settings.is_sqlite:
         return f"SQLite {url.partition(':///')[2]}"
+    if "host=" in url:  # hosts in the query (several, for failover)
+        return place(url)
     return url.split("@")[-1] if "@" in url else url

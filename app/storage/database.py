@@ -12,17 +12,19 @@ database being away as :class:`app.errors.DatabaseUnavailable` (see ``app/storag
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -46,6 +48,8 @@ from app.storage.replicas import (
     wal_end,
 )
 from resolver.engine import Store
+
+_GENERATION = "idnode_generation"  # the key, in a pooled connection's info, of when it was made
 
 
 def _json_dumps(value: Any) -> str:
@@ -73,8 +77,14 @@ class Database:
             self.write_engine = self.engine
         self._pool: asyncpg.Pool | None = None
         self.outages = Outages()
+        # Bumped when the primary may have moved: pooled connections made before are replaced.
+        self._generation = 0
+        self._expiring: set[asyncio.Task[None]] = set()
         for engine in {id(e): e for e in (self.engine, self.write_engine)}.values():
             self.outages.watch(engine)
+            if not self.is_sqlite:
+                self._replaced_when_moved(engine)
+        self.outages.on_read_only = self.primary_moved
         # With replicas, what each commit changed must be known before the cache is asked
         # again (see app/storage/replicas.py).
         self.freshness = (
@@ -100,6 +110,29 @@ class Database:
             json_deserializer=orjson.loads,
             connect_args=postgres_connect_args(self._settings),
         )
+
+    def _replaced_when_moved(self, engine: AsyncEngine) -> None:
+        """Hand out no connection made before :meth:`primary_moved`: SQLAlchemy then makes a
+        new one, which looks for the primary (``target_session_attrs``)."""
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _made(_dbapi_connection: Any, record: Any) -> None:
+            record.info[_GENERATION] = self._generation
+
+        @event.listens_for(engine.sync_engine, "checkout")
+        def _checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get(_GENERATION) != self._generation:
+                raise DisconnectionError("made before the primary moved")
+
+    def primary_moved(self) -> None:
+        """The primary may now be another server (a failover or a switch-over, seen by a write
+        refused as read-only or by the cache listener): every pooled connection, the
+        engines' and the resolver's, is replaced when next used."""
+        self._generation += 1
+        if self._pool is not None:
+            task = asyncio.get_running_loop().create_task(self._pool.expire_connections())
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
 
     @staticmethod
     def _sqlite_engine(settings: Settings, *, begin: str) -> AsyncEngine:
@@ -264,7 +297,19 @@ def _statement_cache(settings: Settings) -> dict[str, Any]:
 
 
 def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """asyncpg's DSN for a SQLAlchemy URL: no driver suffix, and several hosts (SQLAlchemy's
+    ``?host=H1:5432&host=H2:5433``) listed where asyncpg reads them, ``@H1:5432,H2:5433/``
+    (of a query parameter given twice asyncpg keeps only the last)."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    head, _, query = dsn.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    hosts = [value for key, value in pairs if key == "host"]
+    if len(hosts) < 2:
+        return dsn
+    rest = urlencode([(k, v) for k, v in pairs if k != "host"], safe=":,/")
+    before, _, path = head.partition("@/") if "@/" in head else head.partition(":///")
+    at = "@" if "@/" in head else "://"
+    return f"{before}{at}{','.join(hosts)}/{path}" + (f"?{rest}" if rest else "")
 
 
 def check_usable(database_url: str) -> None:
@@ -334,6 +379,13 @@ def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:
             f"PostgreSQL database {url.database!r} does not exist on {where}: "
             f"create it ({command} {url.database}) or fix IDNODE_DATABASE_URL"
         )
+    no_primary = asyncpg.exceptions.TargetServerAttributeNotMatched
+    if isinstance(cause, no_primary) or isinstance(cause.__cause__, no_primary):
+        return DatabaseUnusable(
+            f"none of the PostgreSQL hosts {where} takes writes now (target_session_attrs="
+            f"{url.query.get('target_session_attrs')}): start the primary or promote a "
+            "standby, or fix IDNODE_DATABASE_URL"
+        )
     if isinstance(cause, OSError) and not url.drivername.startswith("sqlite"):
         return DatabaseUnusable(
             f"cannot reach PostgreSQL at {where} ({reason}): is it running? "
@@ -342,10 +394,19 @@ def unusable(database_url: str, exc: BaseException) -> DatabaseUnusable:
     return DatabaseUnusable(f"cannot use the database {where}: {reason}")
 
 
+def place(database_url: str) -> str:
+    """Where the database is, for messages: the SQLite file, or HOST:PORT/DB (several hosts
+    as listed)."""
+    return _where(make_url(database_url))
+
+
 def _where(url: URL) -> str:
     if url.drivername.startswith("sqlite"):
         return str(Path(url.database or "").absolute())
+    hosts = url.query.get("host")
+    if isinstance(hosts, tuple):  # several (failover): as listed
+        return f"{','.join(hosts)}/{url.database or ''}"
     return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
-__all__ = ["AsyncSession", "Database", "check_usable", "unusable"]
+__all__ = ["AsyncSession", "Database", "check_usable", "place", "unusable"]

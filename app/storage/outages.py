@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from asyncpg.exceptions import TargetServerAttributeNotMatched  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
@@ -30,8 +31,12 @@ OUTAGES = "outages"  # the key of a session's tracker in ``session.info``
 
 # PostgreSQL SQLSTATEs of a server that cannot take work now: class 08 (connection
 # exceptions), class 53 (insufficient resources: too many connections, disk full) and 57P01-03
-# (shut down by an administrator, crashed, still starting).
-_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+# (shut down by an administrator, crashed, still starting), and 25006 (a read-only
+# transaction: a write reached a standby or a primary fenced for a switch-over).
+_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "25006")
+# A connection on a server that takes no writes stays so: it is dropped, and the next one
+# looks for the primary again (``target_session_attrs`` in IDNODE_DATABASE_URL).
+_READ_ONLY = "25006"
 # SQLite result codes (and their extended forms) of a file that is locked, cannot be opened
 # or cannot be written.
 _SQLITE_CODES = (
@@ -61,6 +66,8 @@ def is_outage(exc: BaseException) -> bool:
             return True
         if isinstance(current, OSError):  # refused, reset, unreachable, timed out
             return True
+        if isinstance(current, TargetServerAttributeNotMatched):  # no host is the primary
+            return True
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_SQLSTATES):
             return True
@@ -76,6 +83,9 @@ class Outages:
 
     def __init__(self) -> None:
         self.since: float | None = None  # monotonic time the current outage was first seen
+        # Told when a write found its server read-only: the primary has moved (or is about
+        # to), so every pooled connection should look for it again.
+        self.on_read_only: Callable[[], None] | None = None
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -115,6 +125,10 @@ class Outages:
             # cancellation stays cancellation.
             if context.is_pre_ping or not isinstance(context.original_exception, Exception):
                 return None
+            if _sqlstate(context.original_exception) == _READ_ONLY:
+                context.is_disconnect = True  # SQLAlchemy then discards the pool's connections
+                if self.on_read_only is not None:
+                    self.on_read_only()
             if context.is_disconnect or is_outage(context.original_exception):
                 return self._unavailable(context.original_exception)
             return None
@@ -128,6 +142,12 @@ class Outages:
             self.since = time.monotonic()
             log.warning("storage.database_unavailable", extra={"error": _first_line(exc)})
         return DatabaseUnavailable()
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver's error SQLAlchemy wrapped (asyncpg's, as its adapter keeps it)."""
+    cause = getattr(exc, "__cause__", None)
+    return getattr(exc, "sqlstate", None) or getattr(cause, "sqlstate", None)
 
 
 def _first_line(exc: BaseException) -> str:
